@@ -1,0 +1,163 @@
+//! The interface every inference backend implements, and the messages it sends back.
+//!
+//! A backend answers a [`GenRequest`] (one chat, `n` candidates) with a stream of
+//! [`JobEvent`]s on a bounded channel that the caller owns. Blocking engines (llama.cpp,
+//! MLX) own their model on one dedicated OS thread (see [`worker`]); the HTTP backend is
+//! natively async but emits the same events. Cancellation is checked between tokens.
+
+pub mod memory;
+pub mod utf8;
+pub mod worker;
+
+#[cfg(feature = "llama")]
+pub mod llama;
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub use memory::{Limits, MemorySnapshot};
+
+/// One chat turn sent to the model.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message {
+    pub role: String,
+    pub content: String,
+}
+
+impl Message {
+    pub fn user(content: impl Into<String>) -> Self {
+        Self { role: "user".into(), content: content.into() }
+    }
+}
+
+/// Sampling settings for one request. Zero values mean "off", as in LEM's go-ml adapter.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Sampling {
+    pub max_tokens: u32,
+    /// 0 means greedy.
+    pub temperature: f32,
+    /// 0 or >= 1 means off.
+    pub top_p: f32,
+    /// 0 means off.
+    pub top_k: i32,
+    /// <= 1 means off. Applied to generated tokens only, as go-mlx does.
+    pub repeat_penalty: f32,
+    /// Candidate `i` of a request samples with `seed + i`.
+    pub seed: u64,
+}
+
+impl Default for Sampling {
+    fn default() -> Self {
+        // go-inference's defaults when an option is absent: 256 tokens, greedy.
+        Self { max_tokens: 256, temperature: 0.0, top_p: 0.0, top_k: 0, repeat_penalty: 0.0, seed: 0 }
+    }
+}
+
+/// A chat answered with `n` candidates that share the prompt.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GenRequest {
+    pub messages: Vec<Message>,
+    pub sampling: Sampling,
+    pub n: u32,
+}
+
+/// Why a candidate stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// The model produced an end-of-generation token.
+    Stop,
+    /// `max_tokens` was reached.
+    Length,
+    /// The caller cancelled.
+    Cancelled,
+}
+
+/// Per-candidate measurements.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Metrics {
+    pub prompt_tokens: u32,
+    pub generated_tokens: u32,
+    /// From the request's start to this candidate's first token.
+    pub ttft: Duration,
+    /// Prompt tokens per second of the (shared) prefill.
+    pub prefill_tok_s: f64,
+    /// Generated tokens per second after the first token, for this candidate.
+    pub decode_tok_s: f64,
+    pub wall: Duration,
+}
+
+impl Metrics {
+    pub fn rate(tokens: u32, d: Duration) -> f64 {
+        let s = d.as_secs_f64();
+        if s > 0.0 { f64::from(tokens) / s } else { 0.0 }
+    }
+}
+
+/// What a backend reports while it answers a request. `candidate` is 0-based within the request.
+#[derive(Clone, Debug, PartialEq)]
+pub enum JobEvent {
+    /// The prompt has been processed; decoding starts.
+    Prefilled { prompt_tokens: u32, elapsed: Duration },
+    /// A piece of text for one candidate (always valid UTF-8; a split character is held back).
+    Token { candidate: u32, text: String },
+    /// A candidate finished; `text` is the whole response.
+    Done { candidate: u32, text: String, finish: FinishReason, metrics: Metrics },
+    /// A candidate failed; partial text is discarded, as LEM does.
+    Failed { candidate: u32, error: String },
+}
+
+/// What the loaded model is.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    pub backend: String,
+    pub architecture: String,
+    pub layers: u32,
+    pub path: String,
+    pub file_bytes: u64,
+    pub context_train: u32,
+    pub template: String,
+}
+
+/// Errors a backend reports outside a request.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("model file {path} not found")]
+    ModelMissing { path: String },
+    #[error("cannot load {path}: {reason}")]
+    Load { path: String, reason: String },
+    #[error(
+        "refusing to load {path}: it needs about {need_mib} MiB but the memory limit is {limit_mib} MiB \
+         (raise distill.memory_limit / --mem-limit, or set it to 0 for no limit)"
+    )]
+    OverLimit { path: String, need_mib: u64, limit_mib: u64 },
+    #[error("the {0} backend is not built into this binary (rebuild with its cargo feature)")]
+    NotBuilt(&'static str),
+    #[error("the backend thread has stopped")]
+    Gone,
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A running backend. Cheap to share; every method is safe to call from async code.
+pub trait Backend: Send + Sync {
+    fn info(&self) -> ModelInfo;
+
+    /// Starts answering `req`; events arrive on `events`. The request ends when every candidate
+    /// has sent `Done` or `Failed`, or at once after `cancel` fires (remaining candidates then
+    /// finish with [`FinishReason::Cancelled`]).
+    fn generate(
+        &self,
+        req: GenRequest,
+        events: mpsc::Sender<JobEvent>,
+        cancel: CancellationToken,
+    ) -> Result<(), BackendError>;
+
+    fn memory(&self) -> MemorySnapshot;
+
+    /// Applies new limits to the running backend.
+    fn set_limits(&self, limits: Limits) -> Result<(), BackendError>;
+}

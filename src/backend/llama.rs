@@ -1,0 +1,406 @@
+//! llama.cpp in process, through `llama-cpp-2`.
+//!
+//! The model and its context live on one worker thread ([`super::worker`]). A request with `n`
+//! candidates is answered as one batch: the prompt is prefilled once on sequence 0, its KV
+//! cells are shared with sequences 1..n (`seq_cp` on a unified cache), and every step decodes
+//! one token of each live sequence in a single `decode` call. Each sequence has its own
+//! sampler chain and seed; finished sequences leave the batch.
+
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::llama_backend::LlamaBackend as GgmlBackend;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
+use llama_cpp_2::sampling::LlamaSampler;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::memory::MIB;
+use super::utf8::Utf8Stream;
+use super::worker::{Engine, WorkerShared};
+use super::{BackendError, FinishReason, GenRequest, JobEvent, Limits, Metrics, ModelInfo, Sampling};
+
+/// How to load a GGUF.
+#[derive(Clone, Debug)]
+pub struct LlamaOptions {
+    pub path: PathBuf,
+    /// CPU threads for decode and prefill; 0 = llama.cpp's default.
+    pub threads: u32,
+    /// A llama.cpp template name (`chatml`, `gemma`, `llama3`, …) used when the GGUF has no
+    /// template, or always when `force_template` is set.
+    pub fallback_template: Option<String>,
+    pub force_template: bool,
+    /// Layers to offload to a GPU (CUDA builds); 0 keeps everything on the CPU.
+    pub gpu_layers: u32,
+    pub limits: Limits,
+}
+
+fn ggml() -> Result<&'static GgmlBackend, BackendError> {
+    static GGML: OnceLock<Result<GgmlBackend, String>> = OnceLock::new();
+    GGML.get_or_init(|| {
+        // llama.cpp logs to stderr by default, which would garble the TUI and LEM's progress lines.
+        llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
+        GgmlBackend::init().map_err(|e| e.to_string())
+    })
+    .as_ref()
+    .map_err(|e| BackendError::Other(format!("llama.cpp init: {e}")))
+}
+
+/// Bytes of KV cache one token occupies: 2 (K and V) × layers × kv heads × head dim × f16.
+fn kv_bytes_per_token(model: &LlamaModel) -> u64 {
+    let arch = model.meta_val_str("general.architecture").unwrap_or_default();
+    let meta_u64 = |key: &str| model.meta_val_str(&format!("{arch}.{key}")).ok().and_then(|v| v.parse::<u64>().ok());
+    let layers = u64::from(model.n_layer());
+    let heads = u64::from(model.n_head().max(1));
+    let kv_heads = u64::from(model.n_head_kv().max(1));
+    let embd = u64::try_from(model.n_embd()).unwrap_or(0);
+    let head_dim = meta_u64("attention.key_length").unwrap_or(embd / heads);
+    2 * layers * kv_heads * head_dim * 2
+}
+
+/// The estimate the loader compares against `memory_limit` before committing to a load.
+pub fn estimate_bytes(file_bytes: u64, ctx_tokens: u64, kv_per_token: u64) -> u64 {
+    // Weights are mmapped and mostly resident; compute buffers and the runtime add a margin.
+    file_bytes + ctx_tokens * kv_per_token + 64 * MIB
+}
+
+pub(crate) struct LlamaEngine {
+    model: LlamaModel,
+    opts: LlamaOptions,
+    template: Template,
+    kv_per_token: u64,
+}
+
+enum Template {
+    Named(LlamaChatTemplate, String),
+}
+
+impl LlamaEngine {
+    pub(crate) fn load(opts: LlamaOptions) -> Result<(Self, ModelInfo), BackendError> {
+        let path_s = opts.path.display().to_string();
+        let file_bytes = std::fs::metadata(&opts.path)
+            .map_err(|_| BackendError::ModelMissing { path: path_s.clone() })?
+            .len();
+        if opts.limits.memory_bytes > 0 && file_bytes + 64 * MIB > opts.limits.memory_bytes {
+            return Err(BackendError::OverLimit {
+                path: path_s,
+                need_mib: (file_bytes + 64 * MIB) / MIB,
+                limit_mib: opts.limits.memory_bytes / MIB,
+            });
+        }
+        let backend = ggml()?;
+        let params = LlamaModelParams::default().with_n_gpu_layers(opts.gpu_layers);
+        let model = LlamaModel::load_from_file(backend, &opts.path, &params)
+            .map_err(|e| BackendError::Load { path: path_s.clone(), reason: e.to_string() })?;
+        let template = pick_template(&model, &opts)?;
+        let kv_per_token = kv_bytes_per_token(&model);
+        let Template::Named(_, template_name) = &template;
+        let info = ModelInfo {
+            backend: "llama.cpp".into(),
+            architecture: model.meta_val_str("general.architecture").unwrap_or_else(|_| "unknown".into()),
+            layers: model.n_layer(),
+            path: path_s,
+            file_bytes,
+            context_train: model.n_ctx_train(),
+            template: template_name.clone(),
+        };
+        Ok((Self { model, opts, template, kv_per_token }, info))
+    }
+
+    fn render(&self, req: &GenRequest) -> Result<String, String> {
+        let Template::Named(tmpl, _) = &self.template;
+        let msgs = req
+            .messages
+            .iter()
+            .map(|m| LlamaChatMessage::new(m.role.clone(), m.content.clone()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("message: {e}"))?;
+        self.model.apply_chat_template(tmpl, &msgs, true).map_err(|e| format!("chat template: {e}"))
+    }
+}
+
+fn pick_template(model: &LlamaModel, opts: &LlamaOptions) -> Result<Template, BackendError> {
+    let named = |name: &str| {
+        LlamaChatTemplate::new(name)
+            .map(|t| Template::Named(t, name.to_owned()))
+            .map_err(|e| BackendError::Other(format!("template {name}: {e}")))
+    };
+    if opts.force_template {
+        if let Some(name) = &opts.fallback_template {
+            return named(name);
+        }
+    }
+    match model.chat_template(None) {
+        Ok(t) => Ok(Template::Named(t, "embedded".into())),
+        Err(_) => match &opts.fallback_template {
+            Some(name) => named(name),
+            None => Err(BackendError::Load {
+                path: opts.path.display().to_string(),
+                reason: "the GGUF has no chat template; set `template:` in the model config (chatml, gemma, llama3)"
+                    .into(),
+            }),
+        },
+    }
+}
+
+fn sampler_for(s: &Sampling, candidate: u32, n_vocab: i32) -> LlamaSampler {
+    let seed = u32::try_from((s.seed.wrapping_add(u64::from(candidate))) & u64::from(u32::MAX)).unwrap_or(0);
+    let mut chain = Vec::new();
+    if s.repeat_penalty > 1.0 {
+        // Only generated tokens are ever accepted into this sampler, so the penalty covers the
+        // response alone, as go-mlx does. -1 = the whole context window.
+        chain.push(LlamaSampler::penalties(n_vocab, -1, s.repeat_penalty, 0.0, 0.0));
+    }
+    if s.temperature <= 0.0 {
+        chain.push(LlamaSampler::greedy());
+        return LlamaSampler::chain_simple(chain);
+    }
+    if s.top_k > 0 {
+        chain.push(LlamaSampler::top_k(s.top_k));
+    }
+    if s.top_p > 0.0 && s.top_p < 1.0 {
+        chain.push(LlamaSampler::top_p(s.top_p, 1));
+    }
+    chain.push(LlamaSampler::temp(s.temperature));
+    chain.push(LlamaSampler::dist(seed));
+    LlamaSampler::chain_simple(chain)
+}
+
+struct Seq {
+    candidate: u32,
+    sampler: LlamaSampler,
+    utf8: Utf8Stream,
+    text: String,
+    /// Where in the last batch this sequence's logits are.
+    logits_at: i32,
+    generated: u32,
+    first_token: Option<Instant>,
+    live: bool,
+}
+
+impl Engine for LlamaEngine {
+    fn generate(
+        &mut self,
+        req: GenRequest,
+        events: &mpsc::Sender<JobEvent>,
+        cancel: &CancellationToken,
+        shared: &WorkerShared,
+    ) {
+        let started = Instant::now();
+        let n = req.n.max(1);
+        let fail_all = |error: String| {
+            for candidate in 0..n {
+                let _ = events.blocking_send(JobEvent::Failed { candidate, error: error.clone() });
+            }
+        };
+        let prompt = match self.render(&req) {
+            Ok(p) => p,
+            Err(e) => return fail_all(e),
+        };
+        let vocab = self.model.vocab();
+        let tokens = vocab.tokenize(prompt.as_bytes(), true, true);
+        let prompt_len = u32::try_from(tokens.len()).unwrap_or(u32::MAX);
+        let need = u64::from(prompt_len) + u64::from(n) * u64::from(req.sampling.max_tokens) + 8;
+        let train = u64::from(self.model.n_ctx_train());
+        if u64::from(prompt_len) + 8 > train {
+            return fail_all(format!("prompt is {prompt_len} tokens; the model's context is {train}"));
+        }
+        let n_ctx = need.min(train.saturating_mul(u64::from(n))).next_multiple_of(256);
+        let limits = shared.limits();
+        let estimate = estimate_bytes(0, n_ctx, self.kv_per_token);
+        shared.set_kv_bytes(n_ctx * self.kv_per_token);
+        if limits.memory_bytes > 0 && shared.rss() + estimate > limits.memory_bytes {
+            return fail_all(format!(
+                "this request needs about {} MiB of KV cache on top of {} MiB in use; the memory limit is {} MiB",
+                estimate / MIB,
+                shared.rss() / MIB,
+                limits.memory_bytes / MIB
+            ));
+        }
+
+        let threads = i32::try_from(self.opts.threads).unwrap_or(0);
+        let mut params = LlamaContextParams::default()
+            .with_n_ctx(NonZeroU32::new(u32::try_from(n_ctx).unwrap_or(u32::MAX)))
+            .with_n_seq_max(n)
+            .with_n_batch(512)
+            .with_kv_unified(true);
+        if threads > 0 {
+            params = params.with_n_threads(threads).with_n_threads_batch(threads);
+        }
+        let backend = match ggml() {
+            Ok(b) => b,
+            Err(e) => return fail_all(e.to_string()),
+        };
+        let mut ctx: LlamaContext<'_> = match self.model.new_context(backend, params) {
+            Ok(c) => c,
+            Err(e) => return fail_all(format!("context ({n_ctx} tokens × {n} sequences): {e}")),
+        };
+
+        // Prefill in chunks of the batch size; only the last prompt token needs logits.
+        let mut batch = LlamaBatch::new(512.max(n as usize), i32::try_from(n).unwrap_or(1));
+        let last = tokens.len().saturating_sub(1);
+        for (chunk_i, chunk) in tokens.chunks(512).enumerate() {
+            batch.clear();
+            for (j, tok) in chunk.iter().enumerate() {
+                let pos = chunk_i * 512 + j;
+                if let Err(e) = batch.add(*tok, i32::try_from(pos).unwrap_or(i32::MAX), &[0], pos == last) {
+                    return fail_all(format!("batch: {e}"));
+                }
+            }
+            if let Err(e) = ctx.decode(&mut batch) {
+                return fail_all(format!("prefill: {e}"));
+            }
+            if cancel.is_cancelled() {
+                return finish_cancelled(events, n, prompt_len, started);
+            }
+        }
+        let prefill = started.elapsed();
+        let prefill_tok_s = Metrics::rate(prompt_len, prefill);
+        let _ = events.blocking_send(JobEvent::Prefilled { prompt_tokens: prompt_len, elapsed: prefill });
+        for s in 1..n {
+            if let Err(e) = ctx.copy_kv_cache_seq(0, i32::try_from(s).unwrap_or(0), None, None) {
+                return fail_all(format!("kv copy: {e}"));
+            }
+        }
+
+        let n_vocab = self.model.n_vocab();
+        let last_idx = batch.n_tokens() - 1;
+        let mut seqs: Vec<Seq> = (0..n)
+            .map(|candidate| Seq {
+                candidate,
+                sampler: sampler_for(&req.sampling, candidate, n_vocab),
+                utf8: Utf8Stream::default(),
+                text: String::new(),
+                logits_at: last_idx,
+                generated: 0,
+                first_token: None,
+                live: true,
+            })
+            .collect();
+        let mut piece = Vec::with_capacity(32);
+        let mut pos = prompt_len;
+        loop {
+            if cancel.is_cancelled() {
+                for seq in seqs.iter_mut().filter(|s| s.live) {
+                    seq.live = false;
+                    let tail = seq.utf8.finish();
+                    seq.text.push_str(&tail);
+                    let metrics = metrics_of(seq, prompt_len, prefill_tok_s, started);
+                    let text = std::mem::take(&mut seq.text);
+                    let _ = events.blocking_send(JobEvent::Done {
+                        candidate: seq.candidate,
+                        text,
+                        finish: FinishReason::Cancelled,
+                        metrics,
+                    });
+                }
+                return;
+            }
+            batch.clear();
+            let mut added = 0;
+            for seq in seqs.iter_mut().filter(|s| s.live) {
+                let token = seq.sampler.sample(&ctx, seq.logits_at);
+                let now = Instant::now();
+                let eog = vocab.is_eog(token);
+                if !eog {
+                    seq.first_token.get_or_insert(now);
+                    seq.generated += 1;
+                    piece.clear();
+                    vocab.token_to_piece_into(token, &mut piece, false, None);
+                    let text = seq.utf8.push(&piece);
+                    if !text.is_empty() {
+                        seq.text.push_str(&text);
+                        // A full channel means the consumer is slow: waiting here is the backpressure.
+                        if events.blocking_send(JobEvent::Token { candidate: seq.candidate, text }).is_err() {
+                            // Nobody listens any more: treat as cancelled.
+                            cancel.cancel();
+                        }
+                    }
+                }
+                let reason = if eog {
+                    Some(FinishReason::Stop)
+                } else if seq.generated >= req.sampling.max_tokens {
+                    Some(FinishReason::Length)
+                } else {
+                    None
+                };
+                if let Some(finish) = reason {
+                    seq.live = false;
+                    let tail = seq.utf8.finish();
+                    seq.text.push_str(&tail);
+                    let metrics = metrics_of(seq, prompt_len, prefill_tok_s, started);
+                    let text = std::mem::take(&mut seq.text);
+                    let _ = events.blocking_send(JobEvent::Done { candidate: seq.candidate, text, finish, metrics });
+                    continue;
+                }
+                let seq_id = i32::try_from(seq.candidate).unwrap_or(0);
+                seq.logits_at = added;
+                if let Err(e) = batch.add(token, i32::try_from(pos).unwrap_or(i32::MAX), &[seq_id], true) {
+                    seq.live = false;
+                    let _ = events.blocking_send(JobEvent::Failed { candidate: seq.candidate, error: e.to_string() });
+                    continue;
+                }
+                added += 1;
+            }
+            if added == 0 {
+                return;
+            }
+            pos += 1;
+            if let Err(e) = ctx.decode(&mut batch) {
+                for seq in seqs.iter_mut().filter(|s| s.live) {
+                    seq.live = false;
+                    let _ = events
+                        .blocking_send(JobEvent::Failed { candidate: seq.candidate, error: format!("decode: {e}") });
+                }
+                return;
+            }
+        }
+    }
+
+    fn set_limits(&mut self, limits: Limits) -> Result<(), BackendError> {
+        // llama.cpp has no allocator limit to set: lem-tui enforces `memory_limit` itself (at
+        // load, per request, and in the engine's RSS check). A cache limit has no meaning here.
+        self.opts.limits = limits;
+        Ok(())
+    }
+}
+
+fn metrics_of(seq: &Seq, prompt_tokens: u32, prefill_tok_s: f64, started: Instant) -> Metrics {
+    let wall = started.elapsed();
+    let ttft = seq.first_token.map_or(Duration::ZERO, |t| t.duration_since(started));
+    let decode = wall.saturating_sub(ttft);
+    Metrics {
+        prompt_tokens,
+        generated_tokens: seq.generated,
+        ttft,
+        prefill_tok_s,
+        decode_tok_s: Metrics::rate(seq.generated.saturating_sub(1), decode),
+        wall,
+    }
+}
+
+fn finish_cancelled(events: &mpsc::Sender<JobEvent>, n: u32, prompt_tokens: u32, started: Instant) {
+    for candidate in 0..n {
+        let metrics = Metrics { prompt_tokens, wall: started.elapsed(), ..Metrics::default() };
+        let _ = events.blocking_send(JobEvent::Done {
+            candidate,
+            text: String::new(),
+            finish: FinishReason::Cancelled,
+            metrics,
+        });
+    }
+}
+
+/// Starts a llama.cpp backend on its own thread and waits for the model to load.
+pub fn spawn(opts: LlamaOptions) -> Result<super::worker::WorkerBackend, BackendError> {
+    let limits = opts.limits;
+    let model_path: &Path = &opts.path;
+    tracing::info!(path = %model_path.display(), threads = opts.threads, "loading GGUF");
+    super::worker::WorkerBackend::spawn("llama.cpp", limits, move || LlamaEngine::load(opts))
+}

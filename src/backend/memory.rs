@@ -1,0 +1,108 @@
+//! Memory as the gauge shows it: what the backend measures, plus the system around it.
+
+use serde::{Deserialize, Serialize};
+use sysinfo::{MemoryRefreshKind, Pid, ProcessRefreshKind, ProcessesToUpdate, RefreshKind, System};
+
+pub const GIB: u64 = 1024 * 1024 * 1024;
+pub const MIB: u64 = 1024 * 1024;
+
+/// Memory limits in bytes; 0 means no limit (LEM's convention for `distill.*_limit`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    pub cache_bytes: u64,
+    pub memory_bytes: u64,
+}
+
+impl Limits {
+    pub fn from_gb(cache_gb: u64, memory_gb: u64) -> Self {
+        Self { cache_bytes: cache_gb.saturating_mul(GIB), memory_bytes: memory_gb.saturating_mul(GIB) }
+    }
+}
+
+/// MLX allocator figures (bytes).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MlxMemory {
+    pub active: u64,
+    pub cache: u64,
+    pub peak: u64,
+}
+
+/// One reading for the memory gauge. Fields a backend cannot measure are 0 / `None`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemorySnapshot {
+    /// "llama.cpp", "mlx" or "remote".
+    pub source: String,
+    /// Resident set of this process.
+    pub rss: u64,
+    /// Weights as loaded.
+    pub model_bytes: u64,
+    /// KV cache of the current context (estimated from the model's shape where the engine
+    /// does not report it).
+    pub kv_bytes: u64,
+    pub mlx: Option<MlxMemory>,
+    pub system_used: u64,
+    pub system_total: u64,
+    pub swap_used: u64,
+    pub swap_total: u64,
+    /// macOS `kern.memorystatus_vm_pressure_level`: 1 normal, 2 warn, 4 critical.
+    pub pressure: Option<u8>,
+    pub limits: Limits,
+}
+
+impl MemorySnapshot {
+    /// True when the process is over its memory limit (0 = unlimited).
+    pub fn over_limit(&self) -> bool {
+        self.limits.memory_bytes > 0 && self.rss > self.limits.memory_bytes
+    }
+}
+
+/// Reads process and system memory. Owned by whoever samples; refreshing costs a few syscalls.
+pub struct SystemProbe {
+    sys: System,
+    pid: Option<Pid>,
+}
+
+impl Default for SystemProbe {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SystemProbe {
+    pub fn new() -> Self {
+        let sys = System::new_with_specifics(RefreshKind::nothing().with_memory(MemoryRefreshKind::everything()));
+        Self { sys, pid: sysinfo::get_current_pid().ok() }
+    }
+
+    /// Fills the system and process fields of `snap`.
+    pub fn fill(&mut self, snap: &mut MemorySnapshot) {
+        self.sys.refresh_memory();
+        snap.system_used = self.sys.used_memory();
+        snap.system_total = self.sys.total_memory();
+        snap.swap_used = self.sys.used_swap();
+        snap.swap_total = self.sys.total_swap();
+        if let Some(pid) = self.pid {
+            self.sys.refresh_processes_specifics(
+                ProcessesToUpdate::Some(&[pid]),
+                false,
+                ProcessRefreshKind::nothing().with_memory(),
+            );
+            if let Some(p) = self.sys.process(pid) {
+                snap.rss = p.memory();
+            }
+        }
+        snap.pressure = pressure_level();
+    }
+}
+
+#[cfg(target_os = "macos")]
+fn pressure_level() -> Option<u8> {
+    // `sysctl -n` is readable without root; a subprocess keeps this crate free of unsafe FFI.
+    let out = std::process::Command::new("sysctl").args(["-n", "kern.memorystatus_vm_pressure_level"]).output().ok()?;
+    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+}
+
+#[cfg(not(target_os = "macos"))]
+fn pressure_level() -> Option<u8> {
+    None
+}

@@ -1,0 +1,185 @@
+//! A blocking engine on its own OS thread.
+//!
+//! The engine (a llama.cpp model, later an MLX model) is created *on* the thread and never
+//! leaves it. Load errors come back through a start-up handshake. Requests are served one at a
+//! time, in order; each carries its own bounded event channel and cancellation token.
+//! Dropping the [`WorkerBackend`] asks the thread to stop and joins it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::memory::SystemProbe;
+use super::{Backend, BackendError, GenRequest, JobEvent, Limits, MemorySnapshot, ModelInfo};
+
+/// What a blocking engine does on its thread.
+pub(crate) trait Engine {
+    fn generate(
+        &mut self,
+        req: GenRequest,
+        events: &mpsc::Sender<JobEvent>,
+        cancel: &CancellationToken,
+        shared: &WorkerShared,
+    );
+    fn set_limits(&mut self, limits: Limits) -> Result<(), BackendError>;
+}
+
+enum Command {
+    Generate { req: GenRequest, events: mpsc::Sender<JobEvent>, cancel: CancellationToken },
+    SetLimits(Limits, std_mpsc::Sender<Result<(), BackendError>>),
+    Shutdown,
+}
+
+/// State both sides read: limits and memory figures for the gauge.
+pub(crate) struct WorkerShared {
+    source: &'static str,
+    limits: Mutex<Limits>,
+    model_bytes: AtomicU64,
+    kv_bytes: AtomicU64,
+    probe: Mutex<SystemProbe>,
+}
+
+impl WorkerShared {
+    pub(crate) fn limits(&self) -> Limits {
+        *self.limits.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn set_kv_bytes(&self, bytes: u64) {
+        self.kv_bytes.store(bytes, Ordering::Relaxed);
+    }
+
+    pub(crate) fn rss(&self) -> u64 {
+        self.snapshot().rss
+    }
+
+    fn snapshot(&self) -> MemorySnapshot {
+        let mut snap = MemorySnapshot {
+            source: self.source.to_owned(),
+            model_bytes: self.model_bytes.load(Ordering::Relaxed),
+            kv_bytes: self.kv_bytes.load(Ordering::Relaxed),
+            limits: self.limits(),
+            ..MemorySnapshot::default()
+        };
+        self.probe.lock().unwrap_or_else(PoisonError::into_inner).fill(&mut snap);
+        snap
+    }
+}
+
+pub struct WorkerBackend {
+    info: ModelInfo,
+    tx: std_mpsc::Sender<Command>,
+    shared: Arc<WorkerShared>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl WorkerBackend {
+    pub(crate) fn spawn<E, F>(source: &'static str, limits: Limits, load: F) -> Result<Self, BackendError>
+    where
+        E: Engine,
+        F: FnOnce() -> Result<(E, ModelInfo), BackendError> + Send + 'static,
+    {
+        let shared = Arc::new(WorkerShared {
+            source,
+            limits: Mutex::new(limits),
+            model_bytes: AtomicU64::new(0),
+            kv_bytes: AtomicU64::new(0),
+            probe: Mutex::new(SystemProbe::new()),
+        });
+        let (tx, rx) = std_mpsc::channel::<Command>();
+        let (ready_tx, ready_rx) = std_mpsc::channel();
+        let thread_shared = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name(format!("{source}-worker"))
+            .spawn(move || {
+                let mut engine = match load() {
+                    Ok((engine, info)) => {
+                        thread_shared.model_bytes.store(info.file_bytes, Ordering::Relaxed);
+                        let _ = ready_tx.send(Ok(info));
+                        engine
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                while let Ok(cmd) = rx.recv() {
+                    match cmd {
+                        Command::Generate { req, events, cancel } => {
+                            engine.generate(req, &events, &cancel, &thread_shared);
+                        }
+                        Command::SetLimits(limits, reply) => {
+                            let result = engine.set_limits(limits);
+                            if result.is_ok() {
+                                *thread_shared.limits.lock().unwrap_or_else(PoisonError::into_inner) = limits;
+                            }
+                            let _ = reply.send(result);
+                        }
+                        Command::Shutdown => break,
+                    }
+                }
+                tracing::debug!(source, "worker stopped");
+            })
+            .map_err(|e| BackendError::Other(format!("spawn worker thread: {e}")))?;
+        match ready_rx.recv() {
+            Ok(Ok(info)) => Ok(Self { info, tx, shared, thread: Mutex::new(Some(thread)) }),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            Err(_) => {
+                let _ = thread.join();
+                Err(BackendError::Gone)
+            }
+        }
+    }
+
+    /// Stops the worker after the request in progress (cancel it first to stop sooner).
+    pub fn shutdown(&self) {
+        let _ = self.tx.send(Command::Shutdown);
+        let handle = self.thread.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(handle) = handle {
+            if handle.join().is_err() {
+                tracing::error!("backend worker panicked");
+            }
+        }
+    }
+}
+
+impl Drop for WorkerBackend {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl Backend for WorkerBackend {
+    fn info(&self) -> ModelInfo {
+        self.info.clone()
+    }
+
+    fn generate(
+        &self,
+        req: GenRequest,
+        events: mpsc::Sender<JobEvent>,
+        cancel: CancellationToken,
+    ) -> Result<(), BackendError> {
+        self.tx.send(Command::Generate { req, events, cancel }).map_err(|_| BackendError::Gone)
+    }
+
+    fn memory(&self) -> MemorySnapshot {
+        self.shared.snapshot()
+    }
+
+    fn set_limits(&self, limits: Limits) -> Result<(), BackendError> {
+        let (reply_tx, reply_rx) = std_mpsc::channel();
+        self.tx.send(Command::SetLimits(limits, reply_tx)).map_err(|_| BackendError::Gone)?;
+        // Answered between requests; a long generation delays it, so apply the figure for the
+        // gauge and the engine's RSS check at once.
+        *self.shared.limits.lock().unwrap_or_else(PoisonError::into_inner) = limits;
+        drop(reply_rx);
+        Ok(())
+    }
+}

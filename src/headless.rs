@@ -1,0 +1,182 @@
+//! The headless run: the engine's events printed as LEM's stderr lines, plus a progress bar
+//! with ETA when stderr is a terminal (drawn with indicatif, which keeps it below the lines).
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::Backend;
+use crate::distill::{Candidate, Control, Decision, Engine, EngineEvent, Outcome, Summary};
+use crate::setup::Prepared;
+
+/// Prints a line without tearing the progress bar.
+struct Out {
+    bar: Option<ProgressBar>,
+}
+
+impl Out {
+    fn line(&self, s: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(s),
+            None => eprintln!("{s}"),
+        }
+    }
+}
+
+/// `→ 1234 chars, g=52.1 up=+8.0 echo=0.41 enr=+4.7, 3.2s (136 tok/s)` and its EMPTY / ERROR forms.
+pub fn run_line(c: &Candidate) -> String {
+    let secs = c.metrics.wall.as_secs_f64();
+    match &c.outcome {
+        Outcome::Scored { grammar, delta } => format!(
+            " → {} chars, g={:.1} up={:+.1} echo={:.2} enr={:+.1}, {:.1}s ({:.0} tok/s)",
+            c.text.len(),
+            grammar.composite,
+            delta.uplift,
+            delta.echo,
+            delta.enrichment,
+            secs,
+            c.metrics.decode_tok_s
+        ),
+        Outcome::TooShort => format!(" → {} chars, EMPTY, {secs:.1}s", c.text.len()),
+        Outcome::Failed(e) => format!(" → ERROR: {e}"),
+        Outcome::Cancelled => " → CANCELLED".to_owned(),
+    }
+}
+
+pub async fn run(prepared: Prepared, backend: Arc<dyn Backend>) -> anyhow::Result<Summary> {
+    let total = prepared.probes.len();
+    let runs = prepared.distill.runs;
+    let min_score = prepared.distill.min_score;
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let bar = ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::stderr_with_hz(4));
+        bar.set_style(
+            ProgressStyle::with_template("{bar:30.cyan/blue} {pos}/{len} probes · {msg} · ETA {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar.enable_steady_tick(Duration::from_millis(250));
+        bar
+    });
+    let out = Out { bar: bar.clone() };
+    let probes = prepared.probes.clone();
+    let engine = Engine {
+        cfg: prepared.distill.clone(),
+        backend,
+        scorer: Arc::clone(&prepared.scorer),
+        probes: prepared.probes.clone(),
+    };
+    let (ev_tx, mut ev_rx) = mpsc::channel(1024);
+    let (ctl_tx, ctl_rx) = mpsc::channel(8);
+    let cancel = CancellationToken::new();
+    let task = tokio::spawn(engine.run(ev_tx, ctl_rx, cancel.clone()));
+
+    // Ctrl-C once: finish the probe in progress (its line is written whole), then stop.
+    // Twice: cancel the generation in flight.
+    let ctl = ctl_tx.clone();
+    let signals = tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            let _ = ctl.send(Control::Stop { now: false }).await;
+            if tokio::signal::ctrl_c().await.is_ok() {
+                let _ = ctl.send(Control::Stop { now: true }).await;
+            }
+        }
+    });
+
+    let mut pending: Vec<Option<Candidate>> = Vec::new();
+    let mut next_run = 0usize;
+    let mut tokens = 0u64;
+    while let Some(ev) = ev_rx.recv().await {
+        match ev {
+            EngineEvent::ProbeStarted { probe } => {
+                pending = vec![None; runs as usize];
+                next_run = 0;
+                if let Some(bar) = &bar {
+                    bar.set_message(probes[probe].id.clone());
+                }
+            }
+            EngineEvent::Token { .. } => {
+                tokens += 1;
+            }
+            EngineEvent::CandidateDone { probe, candidate } => {
+                let run = candidate.run as usize;
+                if run < pending.len() {
+                    pending[run] = Some(candidate);
+                }
+                // Batched candidates finish out of order; LEM's lines are in run order.
+                while next_run < pending.len() {
+                    let Some(c) = pending[next_run].take() else { break };
+                    out.line(&format!(
+                        "  [{}/{}] {} run {}/{}{}",
+                        probe + 1,
+                        total,
+                        probes[probe].id,
+                        next_run + 1,
+                        runs,
+                        run_line(&c)
+                    ));
+                    next_run += 1;
+                }
+            }
+            EngineEvent::ProbeDecided { probe, decision, best } => {
+                let id = &probes[probe].id;
+                match decision {
+                    Decision::Kept { .. } => {
+                        if let Some(Outcome::Scored { grammar, delta }) = best.map(|b| b.outcome) {
+                            out.line(&format!(
+                                "  ✓ KEPT {id} (g={:.1}, verbs={}, nouns={}, enr={:+.1})",
+                                grammar.composite, grammar.verb_diversity, grammar.noun_diversity, delta.enrichment
+                            ));
+                        }
+                    }
+                    Decision::Skipped { best } => {
+                        out.line(&format!("  ✗ SKIP {id} (best g={best:.1} < {min_score:.1})"));
+                    }
+                }
+                if let Some(bar) = &bar {
+                    bar.inc(1);
+                }
+            }
+            EngineEvent::Paused { reason } => out.line(&format!("paused: {reason}")),
+            EngineEvent::Resumed | EngineEvent::Prefilled { .. } => {}
+            EngineEvent::Finished(_) => break,
+        }
+    }
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    signals.abort();
+    let summary = task.await??;
+    tracing::info!(tokens, "token events");
+    print_summary(&prepared, &summary);
+    Ok(summary)
+}
+
+fn print_summary(p: &Prepared, s: &Summary) {
+    let runs = p.distill.runs as usize;
+    eprintln!("\n=== Distillation Complete ===");
+    eprintln!("Model:    {} ({})", p.model_name, p.architecture());
+    eprintln!("Probes:   {}", s.probes);
+    eprintln!("Runs:     {} per probe ({} total generations)", runs, s.probes * runs);
+    eprintln!("Scorer:   go-i18n/reversal grammar v3, gate >= {:.1}", p.distill.min_score);
+    eprintln!("Kept:     {}", s.kept);
+    eprintln!("Skipped:  {}", s.skipped);
+    if s.kept + s.skipped > 0 {
+        #[allow(clippy::cast_precision_loss)]
+        let rate = s.kept as f64 / (s.kept + s.skipped) as f64 * 100.0;
+        eprintln!("Pass rate: {rate:.0}%");
+    }
+    eprintln!("Output:   {}", p.distill.output.display());
+    let secs = s.duration.as_secs_f64();
+    eprintln!("Duration: {secs:.0}s ({:.1}m)", secs / 60.0);
+    if s.decode_time > Duration::ZERO {
+        #[allow(clippy::cast_precision_loss)]
+        let rate = s.generated_tokens as f64 / s.decode_time.as_secs_f64();
+        eprintln!("Tokens:   {} generated, {rate:.0} tok/s per candidate", s.generated_tokens);
+    }
+    if let Some(why) = &s.stopped_early {
+        eprintln!("Stopped:  {why}");
+    }
+}

@@ -1,0 +1,45 @@
+//! # lem-tui
+//!
+//! A terminal workbench for curating LLM distillation data: LEM's `distill` loop (N candidates
+//! per probe, grammar v3 scoring, best-of-N, quality gate, lesson JSONL), watched live and
+//! memory-safe.
+//!
+//! ## Layers (a module never imports one above it)
+//!
+//! ```text
+//!  main ─ commands ─┬─ headless ──┐
+//!                   └─ (tui)  ────┼─ setup ── distill (the engine) ─┬─ backend/{worker, llama}
+//!                                 │                                ├─ scorer (pure)
+//!                                 └─ cli                           └─ lesson, config, probes
+//! ```
+//!
+//! - [`scorer`] is pure: no I/O, no async. [`config`], [`probes`] and [`lesson`] read and write
+//!   LEM's files. [`backend`] owns models; blocking engines live on one dedicated thread each.
+//! - [`distill::Engine`] is the one implementation of the loop. It reports
+//!   [`distill::EngineEvent`]s on a bounded channel and obeys [`distill::Control`] commands; the
+//!   headless printer and the TUI are views over it.
+//!
+//! ## Message flow
+//!
+//! backend thread ─(bounded `JobEvent`s)→ engine task ─(bounded `EngineEvent`s)→ view.
+//! A slow view slows generation rather than growing memory. Cancellation tokens flow the other
+//! way: the run's token is the parent of each request's.
+//!
+//! ## Shutdown order
+//!
+//! stop input → `Control::Stop` (the probe in progress is finished and its line written) or
+//! cancel (the request in flight ends at the next token) → the engine task returns → the
+//! backend is dropped, which stops and joins its thread → the terminal is restored.
+
+pub mod backend;
+pub mod cli;
+pub mod commands;
+pub mod config;
+pub mod distill;
+pub mod headless;
+pub mod lesson;
+pub mod logging;
+pub mod models;
+pub mod probes;
+pub mod scorer;
+pub mod setup;

@@ -1,0 +1,25 @@
+//! lem-tui's entry point: parse flags, set up logging, run, map errors to an exit code.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use lem_tui::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse_from(lem_tui::cli::normalise_go_flags(std::env::args()));
+    let _log = lem_tui::logging::init(cli.log_file.as_deref());
+    let result = match cli.command {
+        Some(Command::Distill(args)) => lem_tui::commands::distill(&args),
+        None => lem_tui::commands::distill(&cli.distill),
+        Some(Command::Score(args)) => lem_tui::commands::score(&args),
+        Some(Command::Models(args)) => lem_tui::commands::models(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

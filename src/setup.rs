@@ -1,0 +1,247 @@
+//! From command-line flags to a ready engine: config, probes, output path, model file, backend.
+//! Shared by the headless run and the TUI so both start from exactly the same settings.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+
+use crate::backend::{Backend, Limits, Sampling};
+use crate::cli::{BackendArg, DistillArgs};
+use crate::config::{self, BackendChoice, Flags, Resolved};
+use crate::distill::DistillConfig;
+use crate::probes::{self, Probe};
+use crate::scorer::{Mode, Scorer, Thresholds};
+
+/// Which engine a run uses, after `--backend` and ai.yaml are reconciled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BackendKind {
+    Llama,
+    Mlx,
+    OpenAi,
+}
+
+impl BackendKind {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Llama => "llama.cpp",
+            Self::Mlx => "mlx",
+            Self::OpenAi => "openai",
+        }
+    }
+}
+
+pub struct Prepared {
+    pub resolved: Resolved,
+    pub probes: Vec<Probe>,
+    pub phase: Option<i64>,
+    pub distill: DistillConfig,
+    pub backend: BackendKind,
+    pub model_name: String,
+    pub limits: Limits,
+    pub threads: u32,
+    pub scorer: Arc<Scorer>,
+    pub notes: Vec<String>,
+    architecture: std::sync::OnceLock<String>,
+}
+
+impl Prepared {
+    pub fn architecture(&self) -> &str {
+        self.architecture.get().map_or("unknown", String::as_str)
+    }
+
+    pub fn set_architecture(&self, arch: &str) {
+        let _ = self.architecture.set(arch.to_owned());
+    }
+
+    /// LEM's dry-run block.
+    pub fn plan(&self) -> String {
+        config::dry_run_text(&self.resolved, &self.probes, &self.distill.output, self.backend.label())
+    }
+}
+
+pub fn flags_of(args: &DistillArgs) -> Flags {
+    Flags {
+        model: args.model.clone(),
+        probes: args.probes.clone(),
+        output: args.output.clone(),
+        lesson: args.lesson,
+        min_score: args.min_score,
+        runs: args.runs,
+        root: args.root.clone(),
+        cache_limit_gb: args.cache_limit,
+        mem_limit_gb: args.mem_limit,
+    }
+}
+
+fn choose_backend(arg: BackendArg, resolved: &Resolved, notes: &mut Vec<String>) -> BackendKind {
+    let mlx_built = cfg!(feature = "mlx");
+    match arg {
+        BackendArg::Llama => BackendKind::Llama,
+        BackendArg::Mlx => BackendKind::Mlx,
+        BackendArg::Openai => BackendKind::OpenAi,
+        BackendArg::Auto => match resolved.ai.backend_kind() {
+            BackendChoice::Mlx if mlx_built => BackendKind::Mlx,
+            BackendChoice::Mlx => {
+                notes.push(format!(
+                    "ai.yaml asks for backend `{}`, which needs MLX (Apple Silicon); using llama.cpp",
+                    resolved.ai.backend
+                ));
+                BackendKind::Llama
+            }
+            BackendChoice::OpenAi => BackendKind::OpenAi,
+            BackendChoice::Llama => BackendKind::Llama,
+            BackendChoice::Unknown(other) => {
+                if !other.is_empty() {
+                    notes.push(format!("ai.yaml backend `{other}` is not one lem-tui knows; using llama.cpp"));
+                }
+                BackendKind::Llama
+            }
+        },
+    }
+}
+
+pub fn prepare(args: &DistillArgs) -> anyhow::Result<Prepared> {
+    let flags = flags_of(args);
+    let resolved = config::resolve(&flags)?;
+    let mut notes: Vec<String> = resolved.warnings.iter().map(ToString::to_string).collect();
+    let set = probes::load_probes(&args.root, &args.probes)?;
+    notes.extend(set.warnings.iter().map(ToString::to_string));
+    let output = config::output_path(&resolved, &flags, set.phase);
+    let backend = choose_backend(args.backend, &resolved, &mut notes);
+    let g = &resolved.generate;
+    let max_tokens = if args.max_tokens > 0 { args.max_tokens } else { u32::try_from(g.max_tokens).unwrap_or(0) };
+    #[allow(clippy::cast_possible_truncation)]
+    let sampling = Sampling {
+        // go-inference's default when max_tokens resolves to 0.
+        max_tokens: if max_tokens == 0 { 256 } else { max_tokens },
+        temperature: g.temperature as f32,
+        top_p: g.top_p as f32,
+        top_k: i32::try_from(g.top_k).unwrap_or(0),
+        repeat_penalty: g.repeat_penalty as f32,
+        seed: args.seed.unwrap_or_else(random_seed),
+    };
+    let distill = DistillConfig {
+        runs: resolved.runs,
+        min_chars: resolved.min_chars,
+        min_score: resolved.min_score,
+        thresholds: Thresholds { echo: resolved.echo_threshold, uplift: resolved.uplift_threshold },
+        sampling,
+        kernel: resolved.kernel.as_ref().map(|k| k.text.clone()),
+        signature: resolved.signature.as_ref().map(|k| k.text.clone()),
+        sequential: args.sequential,
+        output,
+    };
+    let threads = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(1))
+    });
+    let limits = Limits::from_gb(resolved.cache_limit_gb, resolved.memory_limit_gb);
+    let model_name = resolved.model.name.clone();
+    Ok(Prepared {
+        probes: set.probes,
+        phase: set.phase,
+        distill,
+        backend,
+        model_name,
+        limits,
+        threads,
+        scorer: Arc::new(Scorer::new(Mode::Cold)),
+        notes,
+        resolved,
+        architecture: std::sync::OnceLock::new(),
+    })
+}
+
+fn random_seed() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::time::SystemTime::now())
+}
+
+/// The GGUF a llama.cpp run loads: `paths.gguf`, else the fetched file, else `paths.base` if it
+/// is a GGUF file.
+pub fn gguf_path(p: &Prepared, say: &mut dyn FnMut(&str)) -> anyhow::Result<PathBuf> {
+    let model = &p.resolved.model;
+    let root = &p.resolved.root;
+    let local = |s: &str| -> Option<PathBuf> {
+        if s.is_empty() {
+            return None;
+        }
+        let direct = PathBuf::from(s);
+        if direct.exists() {
+            return Some(direct);
+        }
+        let under_root = root.join(s);
+        under_root.exists().then_some(under_root)
+    };
+    if let Some(g) = model.paths.gguf.as_deref().filter(|g| !g.is_empty()) {
+        return local(g).with_context(|| format!("model {}: paths.gguf {g} does not exist", p.resolved.model_spec));
+    }
+    if let Some(fetch) = &model.fetch {
+        return crate::models::ensure(fetch, say).map_err(Into::into);
+    }
+    if let Some(base) = local(&model.paths.base) {
+        if base.is_file() && has_gguf_magic(&base) {
+            return Ok(base);
+        }
+    }
+    bail!(
+        "model {} has no GGUF for llama.cpp: set paths.gguf (or a fetch section) in {}",
+        p.resolved.model_spec,
+        root.join(".core/ai/models").join(format!("{}.yaml", p.resolved.model_spec)).display()
+    )
+}
+
+fn has_gguf_magic(path: &Path) -> bool {
+    use std::io::Read;
+    let mut magic = [0u8; 4];
+    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut magic)).is_ok() && &magic == b"GGUF"
+}
+
+/// Loads the model on its backend thread.
+pub fn start_backend(p: &Prepared, say: &mut dyn FnMut(&str)) -> anyhow::Result<Arc<dyn Backend>> {
+    match p.backend {
+        BackendKind::Llama => start_llama(p, say),
+        BackendKind::Mlx => bail!("the MLX backend is not built into this binary (Apple Silicon only)"),
+        BackendKind::OpenAi => bail!("the OpenAI-compatible backend is not available in this build yet"),
+    }
+}
+
+#[cfg(feature = "llama")]
+fn start_llama(p: &Prepared, say: &mut dyn FnMut(&str)) -> anyhow::Result<Arc<dyn Backend>> {
+    use crate::backend::llama::{LlamaOptions, spawn};
+    let path = gguf_path(p, say)?;
+    let template = p.resolved.model.template;
+    let fallback = template
+        .and_then(crate::config::ChatTemplate::llama_name)
+        .map(str::to_owned)
+        .or_else(|| family_template(&p.resolved.model.family));
+    let opts = LlamaOptions {
+        path: path.clone(),
+        threads: p.threads,
+        force_template: template.is_some_and(|t| t != crate::config::ChatTemplate::Embedded),
+        fallback_template: fallback,
+        gpu_layers: if cfg!(feature = "cuda") { 999 } else { 0 },
+        limits: p.limits,
+    };
+    say(&format!("loading model: {}", path.display()));
+    let backend = spawn(opts)?;
+    let info = crate::backend::Backend::info(&backend);
+    p.set_architecture(&info.architecture);
+    say(&format!("model loaded: {} {}-layer ({} template)", info.architecture, info.layers, info.template));
+    Ok(Arc::new(backend))
+}
+
+#[cfg(not(feature = "llama"))]
+fn start_llama(_: &Prepared, _: &mut dyn FnMut(&str)) -> anyhow::Result<Arc<dyn Backend>> {
+    bail!(crate::backend::BackendError::NotBuilt("llama.cpp"))
+}
+
+/// llama.cpp template names for families whose GGUFs may lack one.
+fn family_template(family: &str) -> Option<String> {
+    match family {
+        "gemma" | "gemma2" | "gemma3" | "gemma3_text" => Some("gemma".into()),
+        "llama" | "llama3" => Some("llama3".into()),
+        "qwen2" | "qwen3" | "smollm2" => Some("chatml".into()),
+        _ => None,
+    }
+}
