@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::Backend;
-use crate::distill::{Candidate, Control, Decision, Engine, EngineEvent, Outcome, Summary};
+use crate::distill::{Candidate, Control, Decision, EngineEvent, Outcome, Summary};
 use crate::setup::Prepared;
 
 /// Prints a line without tearing the progress bar.
@@ -62,12 +62,7 @@ pub async fn run(prepared: Prepared, backend: Arc<dyn Backend>) -> anyhow::Resul
     });
     let out = Out { bar: bar.clone() };
     let probes = prepared.probes.clone();
-    let engine = Engine {
-        cfg: prepared.distill.clone(),
-        backend,
-        scorer: Arc::clone(&prepared.scorer),
-        probes: prepared.probes.clone(),
-    };
+    let engine = crate::setup::engine(&prepared, backend, crate::distill::CurationMode::Auto)?;
     let (ev_tx, mut ev_rx) = mpsc::channel(1024);
     let (ctl_tx, ctl_rx) = mpsc::channel(8);
     let cancel = CancellationToken::new();
@@ -90,7 +85,7 @@ pub async fn run(prepared: Prepared, backend: Arc<dyn Backend>) -> anyhow::Resul
     let mut tokens = 0u64;
     while let Some(ev) = ev_rx.recv().await {
         match ev {
-            EngineEvent::ProbeStarted { probe } => {
+            EngineEvent::ProbeStarted { probe, runs } => {
                 pending = vec![None; runs as usize];
                 next_run = 0;
                 if let Some(bar) = &bar {
@@ -101,7 +96,7 @@ pub async fn run(prepared: Prepared, backend: Arc<dyn Backend>) -> anyhow::Resul
                 tokens += 1;
             }
             EngineEvent::CandidateDone { probe, candidate } => {
-                let run = candidate.run as usize;
+                let run = candidate.run as usize % pending.len().max(1);
                 if run < pending.len() {
                     pending[run] = Some(candidate);
                 }
@@ -131,16 +126,23 @@ pub async fn run(prepared: Prepared, backend: Arc<dyn Backend>) -> anyhow::Resul
                             ));
                         }
                     }
-                    Decision::Skipped { best } => {
+                    Decision::Skipped { best, .. } => {
                         out.line(&format!("  ✗ SKIP {id} (best g={best:.1} < {min_score:.1})"));
                     }
+                    Decision::Rejected => out.line(&format!("  ✗ REJECTED {id}")),
                 }
                 if let Some(bar) = &bar {
                     bar.inc(1);
                 }
             }
             EngineEvent::Paused { reason } => out.line(&format!("paused: {reason}")),
-            EngineEvent::Resumed | EngineEvent::Prefilled { .. } => {}
+            EngineEvent::Refused { reason } => out.line(&format!("note: {reason}")),
+            EngineEvent::Resumed { done } => out.line(&format!("resuming: {} probe(s) already decided", done.len())),
+            EngineEvent::Undone { .. }
+            | EngineEvent::AwaitingReview { .. }
+            | EngineEvent::Settings(_)
+            | EngineEvent::Unpaused
+            | EngineEvent::Prefilled { .. } => {}
             EngineEvent::Finished(_) => break,
         }
     }

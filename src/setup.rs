@@ -245,3 +245,21 @@ fn family_template(family: &str) -> Option<String> {
         _ => None,
     }
 }
+
+/// The engine for a prepared run. The headless run and the TUI both start here, so they share
+/// settings, journal and resume state.
+pub fn engine(
+    p: &Prepared,
+    backend: Arc<dyn Backend>,
+    mode: crate::distill::CurationMode,
+) -> anyhow::Result<crate::distill::Engine> {
+    Ok(crate::distill::Engine {
+        cfg: p.distill.clone(),
+        backend,
+        scorer: Arc::clone(&p.scorer),
+        probes: p.probes.clone(),
+        mode,
+        journal: None,
+        start: Vec::new(),
+    })
+}

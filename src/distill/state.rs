@@ -1,0 +1,44 @@
+//! What the engine persists and resumes from. The session store implements [`Journal`]; the
+//! engine calls it write-through: a candidate the moment it finishes, a decision before its
+//! lesson line is written, and `written` once the line is synced.
+
+use std::ops::Range;
+
+use crate::probes::Probe;
+
+use super::{Candidate, Decision};
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct JournalError(pub String);
+
+/// Write-through persistence of a run. `probe` is the index into the run's probe list.
+pub trait Journal: Send {
+    fn candidate(&mut self, probe: usize, p: &Probe, c: &Candidate) -> Result<(), JournalError>;
+    /// Records a decision (append-only) and returns its id. Called before any lesson line.
+    fn decision(
+        &mut self,
+        probe: usize,
+        p: &Probe,
+        d: &Decision,
+        candidates: &[Candidate],
+    ) -> Result<i64, JournalError>;
+    /// The decision's line is now in the lesson file at `range`.
+    fn written(&mut self, decision: i64, range: Range<u64>) -> Result<(), JournalError>;
+    /// The decision was taken back (recorded as a new row; nothing is deleted).
+    fn undo(&mut self, decision: i64) -> Result<(), JournalError>;
+    /// True when this (prompt, response) is already in the lesson file.
+    fn is_duplicate(&self, _prompt: &str, _response: &str) -> bool {
+        false
+    }
+}
+
+/// Where a probe starts when a run is resumed.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ProbeStart {
+    Fresh,
+    /// Generated earlier and awaiting the operator: review these candidates.
+    Review(Vec<Candidate>),
+    /// Decided earlier; not generated again.
+    Done(Decision),
+}
