@@ -6,6 +6,7 @@
 //! natively async but emits the same events. Cancellation is checked between tokens.
 
 pub mod memory;
+pub mod openai;
 pub mod utf8;
 pub mod worker;
 
@@ -47,12 +48,15 @@ pub struct Sampling {
     pub repeat_penalty: f32,
     /// Candidate `i` of a request samples with `seed + i`.
     pub seed: u64,
+    /// Never stop at end-of-generation tokens (benchmarks: every candidate runs to `max_tokens`).
+    #[serde(default)]
+    pub ignore_eos: bool,
 }
 
 impl Default for Sampling {
     fn default() -> Self {
         // go-inference's defaults when an option is absent: 256 tokens, greedy.
-        Self { max_tokens: 256, temperature: 0.0, top_p: 0.0, top_k: 0, repeat_penalty: 0.0, seed: 0 }
+        Self { max_tokens: 256, temperature: 0.0, top_p: 0.0, top_k: 0, repeat_penalty: 0.0, seed: 0, ignore_eos: false }
     }
 }
 
@@ -108,6 +112,29 @@ pub enum JobEvent {
     Done { candidate: u32, text: String, finish: FinishReason, metrics: Metrics },
     /// A candidate failed; partial text is discarded, as LEM does.
     Failed { candidate: u32, error: String },
+    /// The text streamed so far for `candidate` is void: it is being generated again (its
+    /// endpoint failed mid-stream). Views clear that candidate's stream; its one `Done` or
+    /// `Failed` is still to come.
+    Restart { candidate: u32, reason: String },
+}
+
+/// One remote endpoint, for status views and the end-of-run report.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndpointStatus {
+    pub url: String,
+    /// False while it is marked down.
+    pub up: bool,
+    /// "up", "down" or "rate limited for 3s".
+    pub state: String,
+    pub in_flight: u32,
+    pub limit: u32,
+    /// Candidates it completed.
+    pub done: u64,
+    /// Attempts on it that failed.
+    pub failed: u64,
+    /// Tokens it streamed, including those of failed attempts.
+    pub tokens: u64,
+    pub last_error: Option<String>,
 }
 
 /// What the loaded model is.
@@ -160,4 +187,9 @@ pub trait Backend: Send + Sync {
 
     /// Applies new limits to the running backend.
     fn set_limits(&self, limits: Limits) -> Result<(), BackendError>;
+
+    /// The remote endpoints behind this backend; empty for in-process engines.
+    fn endpoints(&self) -> Vec<EndpointStatus> {
+        Vec::new()
+    }
 }

@@ -33,6 +33,28 @@ pub enum Command {
     Score(ScoreArgs),
     /// Fetch or list the models named by the model configs.
     Models(ModelsArgs),
+    /// Write the session store's decisions as training data (lesson, SFT, DPO, KTO) with a manifest.
+    Export(ExportArgs),
+    /// Measure throughput against a peer (llama-cpp-python) on the same GGUF, side by side.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    #[command(flatten)]
+    pub distill: DistillArgs,
+    /// Candidates per probe to measure (best-of-N), comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,3,8")]
+    pub n: Vec<u32>,
+    /// How many probes of the set to use.
+    #[arg(long, default_value_t = 3)]
+    pub prompts: usize,
+    /// Python interpreter for the llama-cpp-python peer, or `none`.
+    #[arg(long, default_value = "python3")]
+    pub peer: String,
+    /// Also write the figures as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -82,6 +104,13 @@ pub struct DistillArgs {
     /// Run without the screen: LEM's progress lines on stderr.
     #[arg(long)]
     pub headless: bool,
+    /// Who decides what is kept: review (the operator; the workbench's default) or auto (LEM's
+    /// gate; the headless default).
+    #[arg(long, value_enum, value_name = "MODE")]
+    pub mode: Option<CurationArg>,
+    /// Colour theme: dark, light, high-contrast, a theme in <config dir>/themes/, or a YAML file.
+    #[arg(long, value_name = "NAME|FILE", env = "LEM_TUI_THEME")]
+    pub theme: Option<String>,
     /// Inference backend.
     #[arg(long, value_enum, default_value_t = BackendArg::Auto)]
     pub backend: BackendArg,
@@ -94,9 +123,92 @@ pub struct DistillArgs {
     /// Generate a probe's candidates one after another, as LEM does, instead of as one batch.
     #[arg(long)]
     pub sequential: bool,
+    /// Model layers to offload to the GPU (llama.cpp); 0 keeps the model on the CPU. Default: all
+    /// of them when llama.cpp has a GPU backend (a CUDA build), else 0.
+    #[arg(long, value_name = "N")]
+    pub gpu_layers: Option<u32>,
     /// Override max_tokens from the configs (lem-tui extension; 0 = use config).
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub max_tokens: u32,
+    /// An OpenAI-compatible server (repeatable: candidates are spread over all of them).
+    /// Replaces ai.yaml's api.endpoints and implies `--backend openai` unless one is named.
+    #[arg(long = "endpoint", value_name = "URL", value_parser = endpoint_url)]
+    pub endpoints: Vec<String>,
+    /// The model name sent to the servers (default: ai.yaml's api.model, else the first one
+    /// the server lists).
+    #[arg(long, value_name = "NAME")]
+    pub api_model: Option<String>,
+    /// Requests in flight per endpoint (default: ai.yaml's api.concurrency, else 4).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub concurrency: Option<u32>,
+    /// Session store (SQLite; default: one per project root in the XDG data dir).
+    #[arg(long, value_name = "FILE", env = "LEM_TUI_STORE")]
+    pub store: Option<PathBuf>,
+    /// Start a new session even if this command line has one to resume.
+    #[arg(long, conflicts_with = "no_store")]
+    pub fresh: bool,
+    /// Run without a session store, as LEM does: no resume, no dedup, no record of decisions.
+    #[arg(long)]
+    pub no_store: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// LEM's lesson JSONL, byte-compatible with `lem distill` (sandwiched user turn).
+    Lesson,
+    /// {"messages": [user, assistant]} for SFT (datasets, mlx-lm).
+    Sft,
+    /// {"prompt", "chosen", "rejected"} preference pairs (TRL's DPO columns).
+    Dpo,
+    /// {"prompt", "completion", "label"} (TRL's KTO columns).
+    Kto,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    #[arg(value_enum)]
+    pub format: ExportFormat,
+    /// Output file; with --valid, a directory that gets train.jsonl, valid.jsonl and manifest.json.
+    #[arg(long, short, value_name = "PATH")]
+    pub out: PathBuf,
+    /// Project root whose session store to read.
+    #[arg(long, default_value = ".", value_name = "DIR")]
+    pub root: PathBuf,
+    /// Session store to read (default: the root's, in the XDG data dir).
+    #[arg(long, value_name = "FILE", env = "LEM_TUI_STORE")]
+    pub store: Option<PathBuf>,
+    /// Only these sessions (repeatable; ids as printed by distill).
+    #[arg(long, value_name = "ID")]
+    pub session: Vec<i64>,
+    /// Only sessions of this model config (<family>/<size>).
+    #[arg(long, value_name = "FAMILY/SIZE")]
+    pub model: Option<String>,
+    /// Only sessions of this probe set (as given to distill --probes).
+    #[arg(long, value_name = "SET|FILE")]
+    pub probes: Option<String>,
+    /// Only kept candidates scoring at least this (grammar v3 composite).
+    #[arg(long, value_name = "SCORE")]
+    pub min_score: Option<f64>,
+    /// User turn = the bare probe (the default except for `lesson`).
+    #[arg(long, conflicts_with = "sandwich")]
+    pub plain: bool,
+    /// User turn = kernel + probe + signature, as the lesson file has it (the default for `lesson`).
+    #[arg(long)]
+    pub sandwich: bool,
+    /// Fraction of records for a validation split (0 < F < 1).
+    #[arg(long, value_name = "F")]
+    pub valid: Option<f64>,
+    /// Seed of the train/valid split.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub split_seed: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CurationArg {
+    /// LEM's rule: the best composite, kept if it passes the gate.
+    Auto,
+    /// Stop at each probe with its candidates scored and the best pre-selected.
+    Review,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -139,6 +251,10 @@ pub enum ModelsAction {
     List,
 }
 
+fn endpoint_url(s: &str) -> Result<String, String> {
+    crate::config::check_endpoint_url(s).map(|()| s.to_owned())
+}
+
 /// LEM parses flags with Go's `flag` package, which takes `-model x` as well as `--model x`.
 /// Rewrites single-dash long flags so LEM command lines work unchanged.
 pub fn normalise_go_flags(args: impl IntoIterator<Item = String>) -> Vec<String> {
@@ -158,8 +274,16 @@ pub fn normalise_go_flags(args: impl IntoIterator<Item = String>) -> Vec<String>
         "seed",
         "threads",
         "sequential",
+        "gpu-layers",
         "max-tokens",
+        "endpoint",
+        "api-model",
+        "concurrency",
+        "store",
+        "fresh",
+        "no-store",
         "mode",
+        "theme",
         "input",
         "echo-threshold",
         "uplift-threshold",

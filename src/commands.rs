@@ -18,6 +18,15 @@ pub fn distill(args: &DistillArgs) -> anyhow::Result<ExitCode> {
         print!("{}", prepared.plan());
         return Ok(ExitCode::SUCCESS);
     }
+    // The workbench's own checks (a terminal, theme, keymap) fail before the model loads.
+    let workbench = if args.headless {
+        crate::app::launch::curation_mode(args)?;
+        None
+    } else {
+        Some(crate::app::launch::options(args, &prepared.notes)?)
+    };
+    // Before the model loads: a damaged store or a second process is refused at once.
+    setup::open_store(&prepared)?;
     eprintln!("loaded {} probes", prepared.probes.len());
     if let Some(k) = &prepared.resolved.kernel {
         eprintln!("kernel: {} chars from {}", k.text.len(), k.path.display());
@@ -32,6 +41,13 @@ pub fn distill(args: &DistillArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    if let Some(opts) = workbench {
+        let output = prepared.distill.output.clone();
+        let summary = runtime.block_on(crate::app::run(prepared, backend, opts))?;
+        crate::app::launch::print_summary(summary.as_ref(), &output);
+        let early = summary.is_none_or(|s| s.stopped_early.is_some());
+        return Ok(if early { ExitCode::from(130) } else { ExitCode::SUCCESS });
+    }
     let summary = runtime.block_on(crate::headless::run(prepared, backend))?;
     Ok(if summary.stopped_early.is_some() { ExitCode::from(130) } else { ExitCode::SUCCESS })
 }
@@ -87,6 +103,66 @@ pub fn score(args: &ScoreArgs) -> anyhow::Result<ExitCode> {
         eprintln!("{bad} malformed line(s) skipped; the others were scored");
         return Ok(ExitCode::from(2));
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn bench(args: &crate::cli::BenchArgs) -> anyhow::Result<ExitCode> {
+    let report = crate::bench::run(args)?;
+    let table = crate::bench::table(&report);
+    println!("{table}");
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn export(args: &crate::cli::ExportArgs) -> anyhow::Result<ExitCode> {
+    use crate::cli::ExportFormat;
+    use crate::store::export::{self, Filter, Format, PromptStyle, Request, Split};
+    if let Some(v) = args.valid.filter(|v| !(*v > 0.0 && *v < 1.0)) {
+        anyhow::bail!("--valid {v}: must be a fraction between 0 and 1 (e.g. 0.1)");
+    }
+    let path = crate::store::store_path(&args.root, args.store.as_deref());
+    let store = crate::store::Store::open_existing(&path)?;
+    let req = Request {
+        format: match args.format {
+            ExportFormat::Lesson => Format::Lesson,
+            ExportFormat::Sft => Format::Sft,
+            ExportFormat::Dpo => Format::Dpo,
+            ExportFormat::Kto => Format::Kto,
+        },
+        prompt: if args.plain {
+            Some(PromptStyle::Plain)
+        } else if args.sandwich {
+            Some(PromptStyle::Sandwich)
+        } else {
+            None
+        },
+        filter: Filter {
+            sessions: args.session.clone(),
+            model: args.model.clone(),
+            probes: args.probes.clone(),
+            min_score: args.min_score,
+        },
+        split: args.valid.map(|valid| Split { valid, seed: args.split_seed }),
+        out: args.out.clone(),
+    };
+    let m = export::export(&store, &req)?;
+    for f in &m.files {
+        eprintln!("wrote {} ({} records)", f.path.display(), f.records);
+    }
+    let c = &m.counts;
+    eprintln!(
+        "{} records from {} session(s), {} probe(s); {} duplicate(s) left out{}",
+        c.records,
+        c.sessions,
+        c.probes,
+        c.duplicates,
+        if c.unpaired > 0 { format!(", {} kept probe(s) without a rejected candidate", c.unpaired) } else { String::new() }
+    );
+    eprintln!("manifest {} sha256 {}", m.manifest_path.display(), m.sha256);
+    println!("{}", m.sha256);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -13,6 +13,8 @@ fn main() -> ExitCode {
         None => lem_tui::commands::distill(&cli.distill),
         Some(Command::Score(args)) => lem_tui::commands::score(&args),
         Some(Command::Models(args)) => lem_tui::commands::models(&args),
+        Some(Command::Export(args)) => lem_tui::commands::export(&args),
+        Some(Command::Bench(args)) => lem_tui::commands::bench(&args),
     };
     match result {
         Ok(code) => code,

@@ -1,6 +1,8 @@
 //! From command-line flags to a ready engine: config, probes, output path, model file, backend.
 //! Shared by the headless run and the TUI so both start from exactly the same settings.
 
+mod remote;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -12,6 +14,14 @@ use crate::config::{self, BackendChoice, Flags, Resolved};
 use crate::distill::DistillConfig;
 use crate::probes::{self, Probe};
 use crate::scorer::{Mode, Scorer, Thresholds};
+
+mod checks;
+mod session;
+
+pub use checks::CheckError;
+pub use session::open_store;
+
+pub use remote::Remote;
 
 /// Which engine a run uses, after `--backend` and ai.yaml are reconciled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,7 +52,22 @@ pub struct Prepared {
     pub threads: u32,
     pub scorer: Arc<Scorer>,
     pub notes: Vec<String>,
+    /// The openai backend's endpoints and settings (only for that backend).
+    pub remote: Option<Remote>,
+    /// `--probes` as given: part of the session key.
+    pub probes_spec: String,
+    /// The session store; `None` with `--no-store`.
+    pub store: Option<PathBuf>,
+    /// `--fresh`: a new session even if this command line has one.
+    pub fresh: bool,
     architecture: std::sync::OnceLock<String>,
+    /// `--gpu-layers` as given (`None`: all layers when llama.cpp has a GPU backend).
+    pub gpu_layers: Option<u32>,
+    /// Where the model runs, as [`start_backend`] found it ("cpu", "CUDA0 (NVIDIA H100…), 18 layers").
+    device: std::sync::OnceLock<String>,
+    /// Opened by [`open_store`], handed to the engine by [`engine`].
+    session: std::sync::Mutex<Option<crate::store::Opened>>,
+    resume: std::sync::OnceLock<crate::store::ResumeReport>,
 }
 
 impl Prepared {
@@ -52,6 +77,18 @@ impl Prepared {
 
     pub fn set_architecture(&self, arch: &str) {
         let _ = self.architecture.set(arch.to_owned());
+    }
+
+    /// Where the model runs ("cpu", or the GPU and the layers offloaded); "unknown" before
+    /// [`start_backend`].
+    pub fn device(&self) -> &str {
+        self.device.get().map_or("unknown", String::as_str)
+    }
+
+    /// What the session store found and did when [`engine`] started the run (`None` before
+    /// that, and with `--no-store`).
+    pub fn resume_report(&self) -> Option<&crate::store::ResumeReport> {
+        self.resume.get()
     }
 
     /// LEM's dry-run block.
@@ -107,8 +144,18 @@ pub fn prepare(args: &DistillArgs) -> anyhow::Result<Prepared> {
     let mut notes: Vec<String> = resolved.warnings.iter().map(ToString::to_string).collect();
     let set = probes::load_probes(&args.root, &args.probes)?;
     notes.extend(set.warnings.iter().map(ToString::to_string));
+    checks::probes(&set, &args.probes)?;
     let output = config::output_path(&resolved, &flags, set.phase);
-    let backend = choose_backend(args.backend, &resolved, &mut notes);
+    checks::output(&output)?;
+    // Naming an endpoint is asking for the HTTP backend.
+    let backend = if args.backend == BackendArg::Auto && !args.endpoints.is_empty() {
+        BackendKind::OpenAi
+    } else {
+        choose_backend(args.backend, &resolved, &mut notes)
+    };
+    if backend != BackendKind::OpenAi && !args.endpoints.is_empty() {
+        notes.push(format!("--endpoint is ignored by the {} backend", backend.label()));
+    }
     let g = &resolved.generate;
     let max_tokens = if args.max_tokens > 0 { args.max_tokens } else { u32::try_from(g.max_tokens).unwrap_or(0) };
     #[allow(clippy::cast_possible_truncation)]
@@ -120,7 +167,9 @@ pub fn prepare(args: &DistillArgs) -> anyhow::Result<Prepared> {
         top_k: i32::try_from(g.top_k).unwrap_or(0),
         repeat_penalty: g.repeat_penalty as f32,
         seed: args.seed.unwrap_or_else(random_seed),
+        ignore_eos: false,
     };
+    checks::settings(args, &resolved, &sampling)?;
     let distill = DistillConfig {
         runs: resolved.runs,
         min_chars: resolved.min_chars,
@@ -137,7 +186,12 @@ pub fn prepare(args: &DistillArgs) -> anyhow::Result<Prepared> {
     });
     let limits = Limits::from_gb(resolved.cache_limit_gb, resolved.memory_limit_gb);
     let model_name = resolved.model.name.clone();
+    let remote = match backend {
+        BackendKind::OpenAi => Some(remote::plan(args, &resolved, limits)?),
+        _ => None,
+    };
     Ok(Prepared {
+        remote,
         probes: set.probes,
         phase: set.phase,
         distill,
@@ -148,7 +202,14 @@ pub fn prepare(args: &DistillArgs) -> anyhow::Result<Prepared> {
         scorer: Arc::new(Scorer::new(Mode::Cold)),
         notes,
         resolved,
+        probes_spec: args.probes.clone(),
+        store: (!args.no_store).then(|| crate::store::store_path(&args.root, args.store.as_deref())),
+        fresh: args.fresh,
         architecture: std::sync::OnceLock::new(),
+        gpu_layers: args.gpu_layers,
+        device: std::sync::OnceLock::new(),
+        session: std::sync::Mutex::new(None),
+        resume: std::sync::OnceLock::new(),
     })
 }
 
@@ -202,14 +263,36 @@ pub fn start_backend(p: &Prepared, say: &mut dyn FnMut(&str)) -> anyhow::Result<
     match p.backend {
         BackendKind::Llama => start_llama(p, say),
         BackendKind::Mlx => bail!("the MLX backend is not built into this binary (Apple Silicon only)"),
-        BackendKind::OpenAi => bail!("the OpenAI-compatible backend is not available in this build yet"),
+        BackendKind::OpenAi => start_openai(p, say),
     }
+}
+
+fn start_openai(p: &Prepared, say: &mut dyn FnMut(&str)) -> anyhow::Result<Arc<dyn Backend>> {
+    let plan = p.remote.as_ref().context("openai backend without endpoints")?;
+    let opts = remote::with_key(plan)?;
+    let urls: Vec<String> = opts.endpoints.iter().map(|e| e.url.clone()).collect();
+    say(&format!("connecting to {}", urls.join(", ")));
+    let backend = crate::backend::openai::connect(opts)?;
+    p.set_architecture(backend.model());
+    let down: Vec<String> = crate::backend::Backend::endpoints(&backend)
+        .into_iter()
+        .filter(|e| !e.up)
+        .map(|e| format!("{} ({})", e.url, e.last_error.unwrap_or_default()))
+        .collect();
+    if !down.is_empty() {
+        say(&format!("warning: not answering, retried in the background: {}", down.join(", ")));
+    }
+    say(&format!("model: {} via {} endpoint(s)", backend.model(), urls.len()));
+    Ok(Arc::new(backend))
 }
 
 #[cfg(feature = "llama")]
 fn start_llama(p: &Prepared, say: &mut dyn FnMut(&str)) -> anyhow::Result<Arc<dyn Backend>> {
-    use crate::backend::llama::{LlamaOptions, spawn};
+    use crate::backend::llama::{LlamaOptions, gpu_devices, spawn};
     let path = gguf_path(p, say)?;
+    // What llama.cpp can offload to: a CUDA build (the `cuda` feature, or the `llama-dynamic`
+    // binary run on a CUDA build of the shared libraries) lists its GPUs here.
+    let gpus = gpu_devices();
     let template = p.resolved.model.template;
     let fallback = template
         .and_then(crate::config::ChatTemplate::llama_name)
@@ -220,14 +303,20 @@ fn start_llama(p: &Prepared, say: &mut dyn FnMut(&str)) -> anyhow::Result<Arc<dy
         threads: p.threads,
         force_template: template.is_some_and(|t| t != crate::config::ChatTemplate::Embedded),
         fallback_template: fallback,
-        gpu_layers: if cfg!(feature = "cuda") { 999 } else { 0 },
+        gpu_layers: p.gpu_layers.unwrap_or_else(|| if gpus.is_empty() { 0 } else { 999 }),
         limits: p.limits,
     };
     say(&format!("loading model: {}", path.display()));
+    let gpu_layers = opts.gpu_layers;
     let backend = spawn(opts)?;
     let info = crate::backend::Backend::info(&backend);
     p.set_architecture(&info.architecture);
-    say(&format!("model loaded: {} {}-layer ({} template)", info.architecture, info.layers, info.template));
+    let device = match gpus.first() {
+        Some(gpu) if gpu_layers > 0 => format!("{gpu}, {} of {} layers", gpu_layers.min(info.layers), info.layers),
+        _ => "cpu".to_owned(),
+    };
+    say(&format!("model loaded: {} {}-layer ({} template) on {device}", info.architecture, info.layers, info.template));
+    let _ = p.device.set(device);
     Ok(Arc::new(backend))
 }
 
@@ -247,19 +336,21 @@ fn family_template(family: &str) -> Option<String> {
 }
 
 /// The engine for a prepared run. The headless run and the TUI both start here, so they share
-/// settings, journal and resume state.
+/// settings, journal and resume state: the session store is opened (if [`open_store`] has not
+/// already), the run recorded, the lesson file reconciled, and [`Prepared::resume_report`] set.
 pub fn engine(
     p: &Prepared,
     backend: Arc<dyn Backend>,
     mode: crate::distill::CurationMode,
 ) -> anyhow::Result<crate::distill::Engine> {
+    let (journal, start) = session::journal(p, &backend, mode)?;
     Ok(crate::distill::Engine {
         cfg: p.distill.clone(),
         backend,
         scorer: Arc::clone(&p.scorer),
         probes: p.probes.clone(),
         mode,
-        journal: None,
-        start: Vec::new(),
+        journal,
+        start,
     })
 }

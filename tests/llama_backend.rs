@@ -68,7 +68,7 @@ fn ask(backend: &dyn Backend, req: GenRequest, cancel_after: Option<usize>) -> A
 }
 
 fn greedy(max_tokens: u32) -> Sampling {
-    Sampling { max_tokens, temperature: 0.0, top_p: 0.0, top_k: 0, repeat_penalty: 0.0, seed: 1 }
+    Sampling { max_tokens, temperature: 0.0, top_p: 0.0, top_k: 0, repeat_penalty: 0.0, seed: 1, ignore_eos: false }
 }
 
 #[test]
@@ -117,7 +117,7 @@ fn batched_greedy_candidates_match_a_single_stream() {
 #[test]
 fn sampled_candidates_differ_by_seed_and_repeat_with_it() {
     let backend = spawn(opts("smollm2/135m", None)).expect("SmolLM2 loads");
-    let sampling = Sampling { max_tokens: 24, temperature: 1.0, top_p: 0.95, top_k: 40, repeat_penalty: 1.1, seed: 7 };
+    let sampling = Sampling { max_tokens: 24, temperature: 1.0, top_p: 0.95, top_k: 40, repeat_penalty: 1.1, seed: 7, ignore_eos: false };
     let msg = vec![Message::user("Write a short poem about rivers.")];
     let a = ask(&backend, GenRequest { messages: msg.clone(), sampling, n: 3 }, None);
     let b = ask(&backend, GenRequest { messages: msg, sampling, n: 3 }, None);

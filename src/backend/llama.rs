@@ -18,6 +18,10 @@ use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::LlamaToken;
+use llama_cpp_2::token::data::LlamaTokenData;
+use llama_cpp_2::token::data_array::LlamaTokenDataArray;
+use llama_cpp_2::token::logit_bias::LlamaLogitBias;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -52,6 +56,51 @@ fn ggml() -> Result<&'static GgmlBackend, BackendError> {
     .map_err(|e| BackendError::Other(format!("llama.cpp init: {e}")))
 }
 
+/// The GPUs llama.cpp can offload to, as "CUDA0 (NVIDIA H100 80GB HBM3)"; empty in a CPU-only
+/// build. A binary built with `llama-dynamic` sees whatever the shared libraries it loads offer.
+pub fn gpu_devices() -> Vec<String> {
+    use llama_cpp_2::LlamaBackendDeviceType as Kind;
+    if ggml().is_err() {
+        return Vec::new();
+    }
+    llama_cpp_2::list_llama_ggml_backend_devices()
+        .into_iter()
+        .filter(|d| matches!(d.device_type, Kind::Gpu | Kind::IntegratedGpu))
+        .map(|d| format!("{} ({})", d.name, d.description))
+        .collect()
+}
+
+/// Threads that sample a batched step's sequences: `LEM_TUI_SAMPLE_THREADS` (1 = one after
+/// another on the decode thread), else one per live sequence up to the core count. Sampling a
+/// 262k-token vocabulary (Gemma 3) costs milliseconds per sequence on the CPU, which a GPU
+/// step would otherwise wait for N times over.
+fn sample_threads(live: usize) -> usize {
+    static SET: OnceLock<Option<usize>> = OnceLock::new();
+    let set = *SET.get_or_init(|| std::env::var("LEM_TUI_SAMPLE_THREADS").ok().and_then(|v| v.parse().ok()));
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    set.unwrap_or(cores).clamp(1, live.max(1))
+}
+
+/// What `llama_sampler_sample` does (candidates from the logits, the chain, accept), on logits
+/// already copied out of the context, so that sequences can be sampled on several threads.
+fn sample_logits(sampler: &mut LlamaSampler, logits: &[f32], buf: &mut Vec<LlamaTokenData>) -> LlamaToken {
+    let mut cands = std::mem::take(buf);
+    cands.clear();
+    cands.extend(
+        (0_i32..).zip(logits).map(|(id, &logit)| LlamaTokenData::new(LlamaToken::new(id), logit, 0.0)),
+    );
+    let mut array = LlamaTokenDataArray::new(cands, false);
+    array.apply_sampler(sampler);
+    let token = array.selected_token().unwrap_or_else(|| {
+        // Every chain ends in a selecting sampler (dist or greedy); fall back to the best logit.
+        let best = (0_i32..).zip(logits).max_by(|a, b| a.1.total_cmp(b.1)).map_or(0, |(id, _)| id);
+        LlamaToken::new(best)
+    });
+    *buf = array.data;
+    sampler.accept(token);
+    token
+}
+
 /// Bytes of KV cache one token occupies: 2 (K and V) × layers × kv heads × head dim × f16.
 fn kv_bytes_per_token(model: &LlamaModel) -> u64 {
     let arch = model.meta_val_str("general.architecture").unwrap_or_default();
@@ -75,6 +124,8 @@ pub(crate) struct LlamaEngine {
     opts: LlamaOptions,
     template: Template,
     kv_per_token: u64,
+    /// End-of-generation tokens, for `ignore_eos`.
+    eog: Vec<LlamaToken>,
 }
 
 enum Template {
@@ -100,6 +151,10 @@ impl LlamaEngine {
             .map_err(|e| BackendError::Load { path: path_s.clone(), reason: e.to_string() })?;
         let template = pick_template(&model, &opts)?;
         let kv_per_token = kv_bytes_per_token(&model);
+        let eog: Vec<LlamaToken> = {
+            let vocab = model.vocab();
+            vocab.tokens().filter(|t| vocab.is_eog(*t)).collect()
+        };
         let Template::Named(_, template_name) = &template;
         let info = ModelInfo {
             backend: "llama.cpp".into(),
@@ -110,7 +165,7 @@ impl LlamaEngine {
             context_train: model.n_ctx_train(),
             template: template_name.clone(),
         };
-        Ok((Self { model, opts, template, kv_per_token }, info))
+        Ok((Self { model, opts, template, kv_per_token, eog }, info))
     }
 
     fn render(&self, req: &GenRequest) -> Result<String, String> {
@@ -149,9 +204,13 @@ fn pick_template(model: &LlamaModel, opts: &LlamaOptions) -> Result<Template, Ba
     }
 }
 
-fn sampler_for(s: &Sampling, candidate: u32, n_vocab: i32) -> LlamaSampler {
+fn sampler_for(s: &Sampling, candidate: u32, n_vocab: i32, eog: &[LlamaToken]) -> LlamaSampler {
     let seed = u32::try_from((s.seed.wrapping_add(u64::from(candidate))) & u64::from(u32::MAX)).unwrap_or(0);
     let mut chain = Vec::new();
+    if s.ignore_eos {
+        let bias: Vec<_> = eog.iter().map(|t| LlamaLogitBias::new(*t, f32::NEG_INFINITY)).collect();
+        chain.push(LlamaSampler::logit_bias(n_vocab, &bias));
+    }
     if s.repeat_penalty > 1.0 {
         // Only generated tokens are ever accepted into this sampler, so the penalty covers the
         // response alone, as go-mlx does. -1 = the whole context window.
@@ -179,6 +238,10 @@ struct Seq {
     text: String,
     /// Where in the last batch this sequence's logits are.
     logits_at: i32,
+    /// The token sampled for this step.
+    next: LlamaToken,
+    /// The candidate buffer the sampler works in (n_vocab entries), reused every step.
+    cands: Vec<LlamaTokenData>,
     generated: u32,
     first_token: Option<Instant>,
     live: bool,
@@ -274,10 +337,12 @@ impl Engine for LlamaEngine {
         let mut seqs: Vec<Seq> = (0..n)
             .map(|candidate| Seq {
                 candidate,
-                sampler: sampler_for(&req.sampling, candidate, n_vocab),
+                sampler: sampler_for(&req.sampling, candidate, n_vocab, &self.eog),
                 utf8: Utf8Stream::default(),
                 text: String::new(),
                 logits_at: last_idx,
+                next: LlamaToken::new(0),
+                cands: Vec::new(),
                 generated: 0,
                 first_token: None,
                 live: true,
@@ -285,6 +350,8 @@ impl Engine for LlamaEngine {
             .collect();
         let mut piece = Vec::with_capacity(32);
         let mut pos = prompt_len;
+        // Where the decode loop's time goes (logged per request): sampling on the CPU, decode calls.
+        let (mut t_sample, mut t_decode, mut steps) = (Duration::ZERO, Duration::ZERO, 0_u32);
         loop {
             if cancel.is_cancelled() {
                 for seq in seqs.iter_mut().filter(|s| s.live) {
@@ -302,12 +369,15 @@ impl Engine for LlamaEngine {
                 }
                 return;
             }
+            let t = Instant::now();
+            sample_step(&ctx, &mut seqs);
+            t_sample += t.elapsed();
             batch.clear();
             let mut added = 0;
             for seq in seqs.iter_mut().filter(|s| s.live) {
-                let token = seq.sampler.sample(&ctx, seq.logits_at);
+                let token = seq.next;
                 let now = Instant::now();
-                let eog = vocab.is_eog(token);
+                let eog = vocab.is_eog(token) && !req.sampling.ignore_eos;
                 if !eog {
                     seq.first_token.get_or_insert(now);
                     seq.generated += 1;
@@ -349,10 +419,25 @@ impl Engine for LlamaEngine {
                 added += 1;
             }
             if added == 0 {
+                tracing::info!(
+                    n,
+                    prompt_tokens = prompt_len,
+                    steps,
+                    sample_threads = sample_threads(n as usize),
+                    prefill_ms = prefill.as_secs_f64() * 1e3,
+                    sample_ms = t_sample.as_secs_f64() * 1e3,
+                    decode_ms = t_decode.as_secs_f64() * 1e3,
+                    wall_ms = started.elapsed().as_secs_f64() * 1e3,
+                    "batched generation"
+                );
                 return;
             }
             pos += 1;
-            if let Err(e) = ctx.decode(&mut batch) {
+            steps += 1;
+            let t = Instant::now();
+            let decoded = ctx.decode(&mut batch);
+            t_decode += t.elapsed();
+            if let Err(e) = decoded {
                 for seq in seqs.iter_mut().filter(|s| s.live) {
                     seq.live = false;
                     let _ = events
@@ -369,6 +454,31 @@ impl Engine for LlamaEngine {
         self.opts.limits = limits;
         Ok(())
     }
+}
+
+/// Samples the next token of every live sequence from the last decode's logits: on this thread
+/// with `llama_sampler_sample` when one thread is asked for, else spread over scoped threads
+/// (each sequence has its own sampler, so the tokens are the same either way).
+fn sample_step(ctx: &LlamaContext<'_>, seqs: &mut [Seq]) {
+    let mut live: Vec<&mut Seq> = seqs.iter_mut().filter(|s| s.live).collect();
+    let threads = sample_threads(live.len());
+    if threads <= 1 {
+        for seq in live {
+            seq.next = seq.sampler.sample(ctx, seq.logits_at);
+        }
+        return;
+    }
+    let logits: Vec<&[f32]> = live.iter().map(|s| ctx.get_logits_ith(s.logits_at)).collect();
+    let per = live.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        for (chunk, logits) in live.chunks_mut(per).zip(logits.chunks(per)) {
+            scope.spawn(move || {
+                for (seq, l) in chunk.iter_mut().zip(logits) {
+                    seq.next = sample_logits(&mut seq.sampler, l, &mut seq.cands);
+                }
+            });
+        }
+    });
 }
 
 fn metrics_of(seq: &Seq, prompt_tokens: u32, prefill_tok_s: f64, started: Instant) -> Metrics {
