@@ -8,7 +8,7 @@
 //!
 //! ```text
 //!  main ─ commands ─┬─ headless ──┐
-//!                   └─ (tui)  ────┼─ setup ── distill (the engine) ─┬─ backend/{worker, llama}
+//!                   └─ app ─ ui ──┼─ setup ── distill (the engine) ─┬─ backend/{worker, llama}
 //!                                 │                                ├─ scorer (pure)
 //!                                 └─ cli                           └─ lesson, config, probes
 //! ```
@@ -18,6 +18,11 @@
 //! - [`distill::Engine`] is the one implementation of the loop. It reports
 //!   [`distill::EngineEvent`]s on a bounded channel and obeys [`distill::Control`] commands; the
 //!   headless printer and the TUI are views over it.
+//! - [`app`] is the workbench (the TUI): one `select!` loop owns its [`app::State`]; terminal
+//!   keys (through the configurable [`app::Keymap`]), engine events and memory readings become
+//!   [`app::Action`]s; [`app::update`] is the only state transition and returns
+//!   [`app::Effect`]s (engine controls, quit) for the loop to carry out. [`ui`] draws the state
+//!   purely (no tokio, no I/O) with styles from [`theme`]'s semantic roles.
 //!
 //! ## Message flow
 //!
@@ -31,6 +36,7 @@
 //! cancel (the request in flight ends at the next token) → the engine task returns → the
 //! backend is dropped, which stops and joins its thread → the terminal is restored.
 
+pub mod app;
 pub mod backend;
 pub mod cli;
 pub mod commands;
@@ -43,3 +49,5 @@ pub mod models;
 pub mod probes;
 pub mod scorer;
 pub mod setup;
+pub mod theme;
+pub mod ui;

@@ -1,0 +1,223 @@
+//! The workbench: one `select!` loop that owns the [`State`], turns terminal input, engine
+//! news and memory readings into [`Action`]s, applies them with [`update`], carries out the
+//! returned [`Effect`]s, and redraws at most every [`FRAME`] when something changed.
+//!
+//! Tasks, each owned here: the engine (a cancellation token + join handle) and the memory
+//! sampler (token + handle). Shutdown order: stop reading input → cancel the generation in
+//! flight and stop the engine → drain its events until it returns (everything accepted is
+//! already written and synced by then) → stop the sampler → restore the terminal.
+
+pub mod action;
+pub mod effect;
+pub mod event;
+pub mod form;
+pub mod keymap;
+pub mod launch;
+pub mod state;
+pub mod throughput;
+pub mod update;
+pub mod wrap;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use crossterm::event::EventStream;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::{Backend, MemorySnapshot};
+use crate::distill::{Control, CurationMode, DistillError, EngineEvent, Summary};
+use crate::setup::Prepared;
+use crate::theme::Theme;
+pub use action::{Action, Command};
+pub use effect::Effect;
+pub use event::Event;
+pub use keymap::Keymap;
+pub use state::{RunInfo, State};
+pub use update::update;
+
+/// The shortest time between two frames (~30 fps).
+pub const FRAME: Duration = Duration::from_millis(33);
+/// How often the memory gauge is sampled.
+pub const MEMORY_SAMPLE: Duration = Duration::from_millis(250);
+/// Engine events applied before the loop looks at input and the clock again.
+const COALESCE: usize = 512;
+
+pub struct Options {
+    pub theme: Theme,
+    pub keymap: Keymap,
+    pub mode: CurationMode,
+    /// Warnings from setup, shown in the status line (they are in the log too).
+    pub notes: Vec<String>,
+}
+
+/// Restores the terminal however the loop ends (the panic hook from `ratatui::init` covers
+/// panics).
+struct TerminalGuard;
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        ratatui::restore();
+    }
+}
+
+/// The initial state for a prepared run.
+pub fn initial_state(p: &Prepared, backend: &dyn Backend, opts: &Options) -> State {
+    let info = RunInfo {
+        backend: p.backend.label().to_owned(),
+        model: p.model_name.clone(),
+        output: p.distill.output.display().to_string(),
+        gate: p.distill.min_score,
+    };
+    let settings = State::initial_settings(
+        opts.mode,
+        p.distill.runs.max(1),
+        p.distill.sampling.temperature,
+        backend.memory().limits,
+    );
+    let mut s = State::new(info, &p.probes, settings);
+    s.keymap = opts.keymap.clone();
+    if let Some(n) = opts.notes.last() {
+        s.note = Some(state::Note { text: n.clone(), level: state::Level::Warn });
+    }
+    s
+}
+
+/// Runs the workbench until the operator quits. Returns the engine's summary.
+pub async fn run(prepared: Prepared, backend: Arc<dyn Backend>, opts: Options) -> anyhow::Result<Option<Summary>> {
+    let mut state = initial_state(&prepared, backend.as_ref(), &opts);
+    let engine = crate::setup::engine(&prepared, Arc::clone(&backend), opts.mode)?;
+    let (ev_tx, mut ev_rx) = mpsc::channel::<EngineEvent>(1024);
+    let (ctl_tx, ctl_rx) = mpsc::channel::<Control>(64);
+    let cancel = CancellationToken::new();
+    let mut engine_task: JoinHandle<Result<Summary, DistillError>> =
+        tokio::spawn(engine.run(ev_tx, ctl_rx, cancel.clone()));
+    let mut engine_done = false;
+    let (mem_tx, mut mem_rx) = mpsc::channel::<MemorySnapshot>(4);
+    let sampler_cancel = CancellationToken::new();
+    let sampler = tokio::spawn(sample_memory(Arc::clone(&backend), mem_tx, sampler_cancel.clone()));
+
+    let mut terminal = ratatui::try_init().context("setting up the terminal")?;
+    let guard = TerminalGuard;
+    let size = terminal.size().context("reading the terminal size")?;
+    update(&mut state, Action::Resize { width: size.width, height: size.height });
+
+    let started = Instant::now();
+    let mut input = EventStream::new();
+    let mut engine_open = true;
+    let mut summary: Option<Summary> = None;
+    let mut engine_error: Option<String> = None;
+    let mut dirty = true;
+    let mut next_frame = Instant::now();
+    let keymap = opts.keymap;
+    let theme = opts.theme;
+
+    'main: loop {
+        if dirty && Instant::now() >= next_frame {
+            terminal.draw(|f| crate::ui::render(&state, &theme, f)).context("drawing")?;
+            dirty = false;
+            next_frame = Instant::now() + FRAME;
+        }
+        let mut batch: Vec<Event> = Vec::new();
+        tokio::select! {
+            ev = next_input(&mut input) => match ev {
+                Some(Ok(ev)) => batch.extend(Event::from_terminal(ev)),
+                // A terminal that cannot be read any more cannot be operated: leave cleanly.
+                Some(Err(_)) | None => break 'main,
+            },
+            ev = ev_rx.recv(), if engine_open => match ev {
+                Some(ev) => {
+                    batch.push(Event::Engine(ev));
+                    // Coalesce a burst of tokens into one frame.
+                    while batch.len() < COALESCE {
+                        match ev_rx.try_recv() {
+                            Ok(ev) => batch.push(Event::Engine(ev)),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                None => engine_open = false,
+            },
+            Some(snap) = mem_rx.recv() => batch.push(Event::Memory(snap)),
+            res = &mut engine_task, if !engine_done => {
+                engine_done = true;
+                let r = match res {
+                    Ok(Ok(s)) => { summary = Some(s); Ok(()) }
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err("the engine task panicked".to_owned()),
+                };
+                engine_error = r.as_ref().err().cloned();
+                batch.push(Event::EngineExited(r));
+            },
+            () = tokio::time::sleep_until(next_frame.into()), if dirty => {},
+        }
+        let at = started.elapsed();
+        for ev in batch {
+            let Some(action) = ev.into_action(&state, &keymap, at) else { continue };
+            dirty = true;
+            for fx in update(&mut state, action) {
+                match fx {
+                    Effect::Control(c) => {
+                        if ctl_tx.try_send(c).is_err() {
+                            tracing::warn!("engine control queue full or closed; command dropped");
+                        }
+                    }
+                    Effect::Quit => break 'main,
+                }
+            }
+        }
+    }
+
+    // Shutdown, in order. Input first: nothing the operator types now can start new work.
+    drop(input);
+    let _ = ctl_tx.try_send(Control::Stop { now: true });
+    cancel.cancel();
+    if !engine_done {
+        // The engine may be blocked sending to us: keep draining until it returns.
+        let drain = async {
+            while ev_rx.recv().await.is_some() {}
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(30), drain).await;
+        match tokio::time::timeout(Duration::from_secs(30), &mut engine_task).await {
+            Ok(Ok(Ok(s))) => summary = Some(s),
+            Ok(Ok(Err(e))) => engine_error = Some(e.to_string()),
+            Ok(Err(_)) => engine_error = Some("the engine task panicked".into()),
+            Err(_) => tracing::warn!("the engine did not stop within 30 s"),
+        }
+    }
+    sampler_cancel.cancel();
+    let _ = sampler.await;
+    drop(terminal);
+    drop(guard);
+    if let Some(e) = engine_error {
+        anyhow::bail!("the distill engine failed: {e}");
+    }
+    Ok(summary)
+}
+
+async fn next_input(input: &mut EventStream) -> Option<std::io::Result<crossterm::event::Event>> {
+    use futures_core::Stream;
+    std::future::poll_fn(|cx| std::pin::Pin::new(&mut *input).poll_next(cx)).await
+}
+
+/// Reads the backend's memory figures off the render path (the read takes a lock and a few
+/// syscalls), a few times a second.
+async fn sample_memory(backend: Arc<dyn Backend>, tx: mpsc::Sender<MemorySnapshot>, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(MEMORY_SAMPLE);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            _ = tick.tick() => {
+                let b = Arc::clone(&backend);
+                let Ok(snap) = tokio::task::spawn_blocking(move || b.memory()).await else { return };
+                // A full queue means the loop is busy; this reading is simply skipped.
+                if tx.try_send(snap).is_err() && tx.is_closed() {
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,320 @@
+//! The workbench's state: owned by the app loop, changed only by [`super::update::update`],
+//! read by the pure renderer. Everything the screen shows is derived from here.
+
+use std::time::Duration;
+
+use crate::backend::{Limits, MemorySnapshot};
+use crate::distill::{Candidate, CurationMode, Decision, Outcome, Settings, Summary};
+use crate::probes::Probe;
+
+pub use super::form::LimitsForm;
+pub use super::throughput::Throughput;
+use super::keymap::Keymap;
+use super::wrap::Wrapped;
+
+/// Where a probe is in the run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Queued,
+    Generating,
+    Review,
+    Kept,
+    Skipped,
+    Rejected,
+    Failed,
+}
+
+impl Status {
+    pub fn label(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::Generating => "generating",
+            Status::Review => "review",
+            Status::Kept => "kept",
+            Status::Skipped => "skipped",
+            Status::Rejected => "rejected",
+            Status::Failed => "failed",
+        }
+    }
+
+    pub fn decided(self) -> bool {
+        matches!(self, Status::Kept | Status::Skipped | Status::Rejected | Status::Failed)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProbeView {
+    pub id: String,
+    pub domain: String,
+    pub status: Status,
+    pub candidates: Vec<Candidate>,
+    pub decision: Option<Decision>,
+}
+
+impl ProbeView {
+    pub fn best(&self) -> Option<&Candidate> {
+        crate::distill::best_of(&self.candidates)
+    }
+}
+
+/// A candidate still being generated (for the probe in progress).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LiveRun {
+    pub run: u32,
+    pub text: String,
+    pub tokens: u32,
+    pub done: bool,
+}
+
+/// One row of the candidate table: finished, or still streaming.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Row<'a> {
+    Done(&'a Candidate),
+    Live(&'a LiveRun),
+}
+
+impl Row<'_> {
+    pub fn run(&self) -> u32 {
+        match self {
+            Row::Done(c) => c.run,
+            Row::Live(l) => l.run,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pane {
+    Probes,
+    Stream,
+    Candidates,
+}
+
+impl Pane {
+    pub const ORDER: [Pane; 3] = [Pane::Probes, Pane::Stream, Pane::Candidates];
+}
+
+/// What the keys talk to, from the top.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Modal {
+    Help,
+    Filter,
+    Limits(LimitsForm),
+    ConfirmQuit,
+    /// Keeping a candidate under the gate needs a yes.
+    ConfirmAccept { probe: usize, run: u32, score: f64, gate: f64 },
+    /// A candidate's full text and score breakdown.
+    Detail { probe: usize, run: u32, text: Wrapped, top: usize },
+}
+
+/// How keys are read at the moment (see the keymap).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputContext {
+    Normal,
+    Text,
+    Confirm,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    Info,
+    Warn,
+    Error,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Note {
+    pub text: String,
+    pub level: Level,
+}
+
+/// The text the stream pane shows, wrapped for its width, and where it is scrolled.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StreamView {
+    /// (probe, run) shown; `None` before anything was generated.
+    pub target: Option<(usize, u32)>,
+    pub text: Wrapped,
+    pub follow: bool,
+    pub top: usize,
+}
+
+/// Fixed facts about the run, for the status bar.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RunInfo {
+    pub backend: String,
+    pub model: String,
+    pub output: String,
+    pub gate: f64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct State {
+    pub info: RunInfo,
+    /// For key hints and the help overlay.
+    pub keymap: Keymap,
+    pub probes: Vec<ProbeView>,
+    /// The selected probe (an index into `probes`, always visible under the filter if any is).
+    pub selected: usize,
+    /// The selected row of the candidate table.
+    pub cand: usize,
+    pub focus: Pane,
+    pub modal: Option<Modal>,
+    pub filter: String,
+    pub settings: Settings,
+    /// The probe whose candidates are being generated.
+    pub current: Option<usize>,
+    pub live: Vec<LiveRun>,
+    /// The probe awaiting the operator.
+    pub reviewing: Option<usize>,
+    /// A decision was sent and the engine has not answered yet.
+    pub decision_sent: bool,
+    /// The selection follows the engine until the operator moves it elsewhere.
+    pub auto_select: bool,
+    pub stream: StreamView,
+    pub throughput: Throughput,
+    pub memory: Option<MemorySnapshot>,
+    pub note: Option<Note>,
+    pub finished: Option<Summary>,
+    pub engine_gone: bool,
+    pub quitting: bool,
+    pub size: (u16, u16),
+    pub now: Duration,
+    pub first_start: Option<Duration>,
+}
+
+impl State {
+    pub fn new(info: RunInfo, probes: &[Probe], settings: Settings) -> Self {
+        let probes = probes
+            .iter()
+            .map(|p| ProbeView {
+                id: p.id.clone(),
+                domain: p.domain.clone().unwrap_or_default(),
+                status: Status::Queued,
+                candidates: Vec::new(),
+                decision: None,
+            })
+            .collect();
+        Self {
+            info,
+            keymap: Keymap::default(),
+            probes,
+            selected: 0,
+            cand: 0,
+            focus: Pane::Probes,
+            modal: None,
+            filter: String::new(),
+            settings,
+            current: None,
+            live: Vec::new(),
+            reviewing: None,
+            decision_sent: false,
+            auto_select: true,
+            stream: StreamView { target: None, text: Wrapped::new(1), follow: true, top: 0 },
+            throughput: Throughput::default(),
+            memory: None,
+            note: None,
+            finished: None,
+            engine_gone: false,
+            quitting: false,
+            size: (80, 24),
+            now: Duration::ZERO,
+            first_start: None,
+        }
+    }
+
+    /// Settings before the engine reports its own: what the flags and config resolved to.
+    pub fn initial_settings(mode: CurationMode, runs: u32, temperature: f32, limits: Limits) -> Settings {
+        Settings { mode, runs, temperature, limits, paused: false }
+    }
+
+    pub fn input_context(&self) -> InputContext {
+        match &self.modal {
+            Some(Modal::Filter | Modal::Limits(_)) => InputContext::Text,
+            Some(Modal::ConfirmQuit | Modal::ConfirmAccept { .. }) => InputContext::Confirm,
+            Some(Modal::Help | Modal::Detail { .. }) | None => InputContext::Normal,
+        }
+    }
+
+    /// Indices of the probes the filter lets through.
+    pub fn visible(&self) -> Vec<usize> {
+        let f = self.filter.trim().to_lowercase();
+        (0..self.probes.len())
+            .filter(|&i| {
+                if f.is_empty() {
+                    return true;
+                }
+                let p = &self.probes[i];
+                f.split_whitespace().all(|w| {
+                    p.id.to_lowercase().contains(w) || p.domain.to_lowercase().contains(w) || p.status.label().starts_with(w)
+                })
+            })
+            .collect()
+    }
+
+    /// The candidate table's rows for probe `i`: finished candidates, then live ones.
+    pub fn rows(&self, i: usize) -> Vec<Row<'_>> {
+        let Some(p) = self.probes.get(i) else { return Vec::new() };
+        let mut rows: Vec<Row<'_>> = p.candidates.iter().map(Row::Done).collect();
+        if self.current == Some(i) {
+            rows.extend(self.live.iter().filter(|l| !l.done).map(Row::Live));
+        }
+        rows.sort_by_key(Row::run);
+        rows
+    }
+
+    pub fn selected_row(&self) -> Option<Row<'_>> {
+        self.rows(self.selected).get(self.cand).copied()
+    }
+
+    pub fn generating(&self) -> bool {
+        self.current.is_some() && self.live.iter().any(|l| !l.done)
+    }
+
+    pub fn counts(&self) -> Counts {
+        let mut c = Counts { total: self.probes.len(), ..Counts::default() };
+        for p in &self.probes {
+            match p.status {
+                Status::Kept => c.kept += 1,
+                Status::Skipped | Status::Failed => c.skipped += 1,
+                Status::Rejected => c.rejected += 1,
+                _ => {}
+            }
+        }
+        c.done = c.kept + c.skipped + c.rejected;
+        c
+    }
+
+    /// Remaining time at the pace so far (operator time included in review mode).
+    pub fn eta(&self) -> Option<Duration> {
+        let c = self.counts();
+        let start = self.first_start?;
+        if c.done == 0 || c.done >= c.total || self.finished.is_some() {
+            return None;
+        }
+        let per = self.now.saturating_sub(start) / u32::try_from(c.done).ok()?;
+        per.checked_mul(u32::try_from(c.total - c.done).ok()?)
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub total: usize,
+    pub done: usize,
+    pub kept: usize,
+    pub skipped: usize,
+    pub rejected: usize,
+}
+
+impl Counts {
+    pub fn pass_rate(&self) -> Option<f64> {
+        #[allow(clippy::cast_precision_loss)]
+        (self.done > 0).then(|| self.kept as f64 / self.done as f64 * 100.0)
+    }
+}
+
+/// The numbers a candidate row shows.
+pub fn scores(c: &Candidate) -> Option<(&crate::scorer::GrammarScore, &crate::scorer::DeltaScore)> {
+    match &c.outcome {
+        Outcome::Scored { grammar, delta } => Some((grammar, delta)),
+        _ => None,
+    }
+}

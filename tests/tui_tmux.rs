@@ -1,0 +1,169 @@
+//! The workbench in a real terminal: tmux runs the real binary on the default model (SmolLM2)
+//! in review mode; the test types with `send-keys` and reads the screen with `capture-pane`.
+//! It watches tokens stream, accepts a candidate, changes the memory limit, rejects the next
+//! probe, quits, and then checks the lesson file and the session store agree with what was
+//! done on screen.
+#![cfg(feature = "llama")]
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const PROBES: &str = r#"[
+  {"id": "T01_CAPITAL", "domain": "Geography", "prompt": "What is the capital of France, and why did it become the capital?"},
+  {"id": "T02_KINDNESS", "domain": "Ethics", "prompt": "Why is kindness important? Answer in a few sentences."}
+]"#;
+
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn cmd(&self, args: &[&str]) -> std::process::Output {
+        Command::new("tmux").arg("-L").arg(&self.socket).args(args).output().expect("tmux runs")
+    }
+
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.cmd(&["capture-pane", "-p", "-t", "lem"]).stdout).into_owned()
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        for k in keys {
+            let out = self.cmd(&["send-keys", "-t", "lem", k]);
+            assert!(out.status.success(), "send-keys {k}: {}", String::from_utf8_lossy(&out.stderr));
+            std::thread::sleep(Duration::from_millis(60));
+        }
+    }
+
+    fn alternate_screen(&self) -> bool {
+        let out = self.cmd(&["display-message", "-p", "-t", "lem", "#{alternate_on}"]);
+        String::from_utf8_lossy(&out.stdout).trim() == "1"
+    }
+
+    /// Polls the screen until `pred` holds; fails with the last screen after `secs`.
+    fn wait(&self, what: &str, secs: u64, pred: impl Fn(&str) -> bool) -> String {
+        let until = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let s = self.screen();
+            if pred(&s) {
+                return s;
+            }
+            assert!(Instant::now() < until, "timed out waiting for {what}; the screen:\n{s}");
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd(&["kill-server"]);
+    }
+}
+
+/// "… · candidate 1 · 17 tok" in a live stream title, or "▶ generating… 17 tok" in the table.
+fn live_tokens(screen: &str) -> Option<u32> {
+    let at = screen.find("generating… ")?;
+    screen[at + "generating… ".len()..].split_whitespace().next()?.parse().ok()
+}
+
+fn shell_quote(p: &Path) -> String {
+    format!("'{}'", p.display().to_string().replace('\'', r"'\''"))
+}
+
+#[test]
+fn review_session_in_a_real_terminal() {
+    common::model_path("smollm2/135m");
+    let root = common::scratch_root(PROBES);
+    let dir = root.path();
+    let config = dir.join("config");
+    std::fs::create_dir_all(&config).expect("config dir");
+    let script = dir.join("run.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "cd {root}\nexport LEM_TUI_CONFIG_DIR={config} LEM_TUI_LOG={log} TERM=xterm-256color\nunset NO_COLOR\n\
+             {bin} distill --probes probes.json --runs 2 --max-tokens 96 --seed 7 --threads 2 --min-score 1 \
+             --output lesson.jsonl --store {store}\necho LEMTUI-EXIT=$?\nsleep 120\n",
+            root = shell_quote(dir),
+            config = shell_quote(&config),
+            log = shell_quote(&dir.join("lem-tui.log")),
+            bin = shell_quote(Path::new(env!("CARGO_BIN_EXE_lem-tui"))),
+            store = shell_quote(&dir.join("store.db")),
+        ),
+    )
+    .expect("script");
+    let tmux = Tmux { socket: format!("lem-tui-test-{}", std::process::id()) };
+    let script_arg = format!("sh {}", shell_quote(&script));
+    let out = tmux.cmd(&["new-session", "-d", "-s", "lem", "-x", "100", "-y", "30", &script_arg]);
+    assert!(out.status.success(), "tmux new-session: {}", String::from_utf8_lossy(&out.stderr));
+
+    // Tokens stream: a live candidate's count is seen to grow.
+    let first = tmux.wait("tokens to stream", 120, |s| live_tokens(s).is_some_and(|n| n > 0));
+    let n0 = live_tokens(&first).unwrap_or(0);
+    assert!(first.contains("T01_CAPITAL") && first.contains("REVIEW"), "{first}");
+    assert!(tmux.alternate_screen(), "the workbench draws on the alternate screen");
+    let grew = tmux.wait("more tokens or the end of the candidate", 60, |s| {
+        live_tokens(s).is_none_or(|n| n > n0) || s.contains("awaits review")
+    });
+    let _ = grew;
+
+    // Probe 1 stops for review with the best pre-selected; accept it.
+    let review = tmux.wait("T01 to await review", 120, |s| s.contains("T01_CAPITAL awaits review"));
+    assert!(review.contains('★'), "the best is marked:\n{review}");
+    tmux.keys(&["a"]);
+    let s = tmux.wait("the decision", 30, |s| s.contains("Keep below the gate?") || s.contains("T01_CAPITAL: kept"));
+    if s.contains("Keep below the gate?") {
+        tmux.keys(&["y"]);
+    }
+    tmux.wait("T01 kept", 30, |s| s.contains("T01_CAPITAL: kept candidate"));
+
+    // Probe 2: change the memory limit in the form while it waits, then reject all.
+    tmux.wait("T02 to await review", 180, |s| s.contains("T02_KINDNESS awaits review"));
+    tmux.keys(&["l"]);
+    tmux.wait("the limits form", 10, |s| s.contains("Limits and sampling"));
+    tmux.keys(&["BSpace", "BSpace", "BSpace", "BSpace", "1", "2", "Enter"]);
+    let s = tmux.wait("the gauge to show the new limit", 10, |s| s.contains("/12G") && !s.contains("Limits and sampling"));
+    assert!(s.contains("RSS"), "{s}");
+    tmux.keys(&["x"]);
+    tmux.wait("T02 rejected", 30, |s| s.contains("T02_KINDNESS: all candidates rejected") || s.contains("run finished"));
+    let s = tmux.wait("the run to finish", 30, |s| s.contains("run finished"));
+    assert!(s.contains("2/2 probes · kept 1 · skipped 1"), "{s}");
+
+    tmux.keys(&["q"]);
+    let s = tmux.wait("the process to exit", 60, |s| s.contains("LEMTUI-EXIT="));
+    assert!(s.contains("LEMTUI-EXIT=0"), "{s}");
+    assert!(!tmux.alternate_screen(), "the terminal is restored");
+    assert!(s.contains("2/2 probes decided · kept 1 · skipped 1"), "{s}");
+    assert!(!s.contains("panicked") && !s.contains("error:"), "{s}");
+
+    // The lesson file holds exactly the accepted candidate.
+    let lesson = std::fs::read_to_string(dir.join("lesson.jsonl")).expect("lesson file");
+    assert_eq!(lesson.lines().count(), 1, "{lesson}");
+    let v: serde_json::Value = serde_json::from_str(lesson.trim_end()).expect("json line");
+    let kept_text = v["messages"][1]["content"].as_str().expect("assistant turn").to_owned();
+    assert!(v["messages"][0]["content"].as_str().is_some_and(|u| u.contains("capital of France")));
+
+    // The session record agrees: kept by the operator (the same text), then rejected.
+    let db = rusqlite::Connection::open(dir.join("store.db")).expect("store opens");
+    let mut q = db
+        .prepare(
+            "SELECT p.probe_id, d.kind, d.decider, c.text FROM decisions d \
+             JOIN probes p ON p.id = d.probe_row LEFT JOIN candidates c ON c.id = d.candidate_id ORDER BY d.id",
+        )
+        .expect("query");
+    let rows: Vec<(String, String, String, Option<String>)> = q
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("decoded");
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert_eq!((rows[0].0.as_str(), rows[0].1.as_str(), rows[0].2.as_str()), ("T01_CAPITAL", "kept", "operator"));
+    assert_eq!(rows[0].3.as_deref(), Some(kept_text.as_str()));
+    assert_eq!((rows[1].0.as_str(), rows[1].1.as_str(), rows[1].2.as_str()), ("T02_KINDNESS", "rejected", "operator"));
+    let candidates: i64 = db.query_row("SELECT COUNT(*) FROM candidates", [], |r| r.get(0)).expect("count");
+    assert_eq!(candidates, 4, "two candidates per probe are recorded");
+    let mode: String = db.query_row("SELECT mode FROM runs", [], |r| r.get(0)).expect("run row");
+    assert!(mode.contains("review"), "{mode}");
+}
