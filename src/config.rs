@@ -2,9 +2,10 @@
 //! rules for `lem distill`, output routing, the kernel/signature "sandwich" and the dry-run text.
 //!
 //! LEM's keys are read tolerantly (unknown keys become [`ConfigWarning`]s, missing keys are Go
-//! zero values); lem-tui's additions to the model file (`paths.gguf`, `template`, `fetch`) are
+//! zero values); lem-tui's additions (`paths.gguf`, `template`, `fetch` in the model file, `api` in ai.yaml) are
 //! validated strictly. Nothing here depends on the UI, async code or a backend.
 
+mod api;
 mod dry_run;
 mod error;
 mod load;
@@ -12,6 +13,7 @@ mod resolve;
 mod schema;
 mod validate;
 
+pub use api::{ApiConfig, ApiEndpoint, ApiTimeouts, check_endpoint_url, check_env_name};
 pub use dry_run::{dry_run_text, go_fixed};
 pub use error::{ConfigError, ConfigWarning, ConfigWarningKind};
 pub use load::{

@@ -202,6 +202,9 @@ pub enum EngineEvent {
     ProbeStarted { probe: usize, runs: u32 },
     Prefilled { probe: usize, prompt_tokens: u32, elapsed: Duration },
     Token { probe: usize, run: u32, text: String },
+    /// The text streamed for `run` is void: the backend is generating it again (a remote
+    /// endpoint failed mid-stream). Clear its stream; its `CandidateDone` is still to come.
+    Restarted { probe: usize, run: u32, reason: String },
     CandidateDone { probe: usize, candidate: Candidate },
     AwaitingReview { probe: usize, candidates: Vec<Candidate>, best: Option<u32>, gate: f64 },
     ProbeDecided { probe: usize, decision: Decision, best: Option<Candidate> },
@@ -690,6 +693,10 @@ impl Run {
             }
             JobEvent::Token { candidate, text } => {
                 self.emit(EngineEvent::Token { probe: i, run: run0 + candidate, text }).await;
+                return Ok(());
+            }
+            JobEvent::Restart { candidate, reason } => {
+                self.emit(EngineEvent::Restarted { probe: i, run: run0 + candidate, reason }).await;
                 return Ok(());
             }
             JobEvent::Done { candidate, text, finish, metrics } => {

@@ -62,6 +62,7 @@ pub async fn run(prepared: Prepared, backend: Arc<dyn Backend>) -> anyhow::Resul
     });
     let out = Out { bar: bar.clone() };
     let probes = prepared.probes.clone();
+    let remote = Arc::clone(&backend);
     let engine = crate::setup::engine(&prepared, backend, crate::distill::CurationMode::Auto)?;
     let (ev_tx, mut ev_rx) = mpsc::channel(1024);
     let (ctl_tx, ctl_rx) = mpsc::channel(8);
@@ -135,6 +136,9 @@ pub async fn run(prepared: Prepared, backend: Arc<dyn Backend>) -> anyhow::Resul
                     bar.inc(1);
                 }
             }
+            EngineEvent::Restarted { probe, run, reason } => {
+                out.line(&format!("  ↻ {} run {}/{}: regenerating ({reason})", probes[probe].id, run + 1, runs));
+            }
             EngineEvent::Paused { reason } => out.line(&format!("paused: {reason}")),
             EngineEvent::Refused { reason } => out.line(&format!("note: {reason}")),
             EngineEvent::Resumed { done } => out.line(&format!("resuming: {} probe(s) already decided", done.len())),
@@ -153,6 +157,7 @@ pub async fn run(prepared: Prepared, backend: Arc<dyn Backend>) -> anyhow::Resul
     let summary = task.await??;
     tracing::info!(tokens, "token events");
     print_summary(&prepared, &summary);
+    print_endpoints(&remote.endpoints());
     Ok(summary)
 }
 
@@ -178,7 +183,26 @@ fn print_summary(p: &Prepared, s: &Summary) {
         let rate = s.generated_tokens as f64 / s.decode_time.as_secs_f64();
         eprintln!("Tokens:   {} generated, {rate:.0} tok/s per candidate", s.generated_tokens);
     }
+    if s.duration > Duration::ZERO && s.generated_tokens > 0 {
+        #[allow(clippy::cast_precision_loss)]
+        let overall = s.generated_tokens as f64 / s.duration.as_secs_f64();
+        eprintln!("Overall:  {overall:.1} tok/s over {:.2}s", s.duration.as_secs_f64());
+    }
     if let Some(why) = &s.stopped_early {
         eprintln!("Stopped:  {why}");
+    }
+}
+
+/// Remote endpoints (the openai backend), one line each; a down one says why.
+fn print_endpoints(endpoints: &[crate::backend::EndpointStatus]) {
+    for e in endpoints {
+        let why = match (&e.last_error, e.up) {
+            (Some(err), false) => format!(" — {err}"),
+            _ => String::new(),
+        };
+        eprintln!(
+            "Endpoint: {} {}: {} candidates, {} tokens, {} failed attempts{why}",
+            e.url, e.state, e.done, e.tokens, e.failed
+        );
     }
 }

@@ -153,7 +153,7 @@ where
 
 /// lem-tui's sections parse with `deny_unknown_fields`, so whatever got through is known; their
 /// key aliases (`fetch.file` for `fetch.files`) would otherwise be reported as unknown.
-const STRICT_SECTIONS: &[&str] = &["fetch"];
+const STRICT_SECTIONS: &[&str] = &["fetch", "api"];
 
 fn unknown_keys(raw: &Value, known: &Value, prefix: &str, out: &mut Vec<String>) {
     let (Value::Mapping(raw), Value::Mapping(known)) = (raw, known) else {

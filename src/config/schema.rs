@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+use super::api::ApiConfig;
 use super::validate::{
     opt_gguf_path, opt_py_module, pip_requirement, positive_size, sha256_hex, wheel_members,
 };
@@ -39,6 +40,8 @@ pub struct AiConfig {
     pub generate: GenerateConfig,
     #[serde(deserialize_with = "nullable")]
     pub distill: DistillConfig,
+    /// lem-tui: OpenAI-compatible endpoints for `backend: api` (strict; see [`ApiConfig`]).
+    pub api: Option<ApiConfig>,
 }
 
 /// Which inference backend an `ai.yaml` `backend:` value selects.
