@@ -89,7 +89,7 @@ pub fn focused(s: &State, pane: Pane) -> bool {
 }
 
 /// Clears an overlay's area and draws its frame.
-pub fn popup<'a>(f: &mut Frame, area: Rect, title: &'a str, t: &Theme) -> Rect {
+pub fn popup(f: &mut Frame, area: Rect, title: &str, t: &Theme) -> Rect {
     f.render_widget(Clear, area);
     let b = block(title, true, t).style(t.style(Role::Popup));
     let inner = b.inner(area);
@@ -142,7 +142,7 @@ pub fn bytes(b: u64) -> String {
     const G: u64 = crate::backend::memory::GIB;
     const M: u64 = crate::backend::memory::MIB;
     #[allow(clippy::cast_precision_loss)]
-    if b >= 10 * G || (b >= G && b % G == 0) {
+    if b >= 10 * G || (b >= G && (b / G) * G == b) {
         format!("{:.0}G", b as f64 / G as f64)
     } else if b >= G {
         format!("{:.1}G", b as f64 / G as f64)

@@ -98,7 +98,7 @@ impl Pane {
 pub enum Modal {
     Help,
     Filter,
-    Limits(LimitsForm),
+    Limits(Box<LimitsForm>),
     ConfirmQuit,
     /// Keeping a candidate under the gate needs a yes.
     ConfirmAccept { probe: usize, run: u32, score: f64, gate: f64 },

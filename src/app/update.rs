@@ -7,9 +7,9 @@ use ratatui::layout::Rect;
 
 use super::action::{Action, Command};
 use super::effect::Effect;
-use super::state::{Level, LimitsForm, LiveRun, Modal, Note, Pane, Row, State, Status};
+use super::state::{Level, LimitsForm, Modal, Note, Pane, Row, State};
 use super::wrap::Wrapped;
-use crate::distill::{Candidate, Control, CurationMode, Decision, EngineEvent, Outcome, Review};
+use crate::distill::{Control, CurationMode, Review};
 use crate::ui::layout;
 
 pub fn update(s: &mut State, action: Action) -> Vec<Effect> {
@@ -34,7 +34,7 @@ pub fn update(s: &mut State, action: Action) -> Vec<Effect> {
         },
         Action::Engine { event, at } => {
             tick(s, at);
-            engine(s, event, at);
+            engine::apply(s, event, at);
         }
         Action::Memory { snapshot, at } => {
             tick(s, at);
@@ -67,7 +67,7 @@ fn tick(s: &mut State, at: Duration) {
     s.throughput.advance(at);
 }
 
-fn note(s: &mut State, level: Level, text: impl Into<String>) {
+pub(super) fn note(s: &mut State, level: Level, text: impl Into<String>) {
     s.note = Some(Note { text: text.into(), level });
 }
 
@@ -183,7 +183,7 @@ fn normal(s: &mut State, c: Command, fx: &mut Vec<Effect>) {
                 note(s, Level::Info, "nothing is being generated");
             }
         }
-        Command::Limits => s.modal = Some(Modal::Limits(LimitsForm::new(&s.settings))),
+        Command::Limits => s.modal = Some(Modal::Limits(Box::new(LimitsForm::new(&s.settings)))),
         Command::Mode => {
             let mode = match s.settings.mode {
                 CurationMode::Auto => CurationMode::Review,
@@ -268,10 +268,8 @@ fn move_probe(s: &mut State, by: isize) {
 
 fn keep_selection_visible(s: &mut State) {
     let visible = s.visible();
-    if !visible.contains(&s.selected) {
-        if let Some(&first) = visible.first() {
-            select_probe(s, first);
-        }
+    if let Some(&first) = visible.first().filter(|_| !visible.contains(&s.selected)) {
+        select_probe(s, first);
     }
 }
 
@@ -339,7 +337,7 @@ fn send_review(s: &mut State, probe: usize, review: Review, fx: &mut Vec<Effect>
     fx.push(Effect::Control(Control::Review { probe, review }));
 }
 
-fn submit_limits(s: &mut State, mut form: LimitsForm, fx: &mut Vec<Effect>) {
+fn submit_limits(s: &mut State, mut form: Box<LimitsForm>, fx: &mut Vec<Effect>) {
     let Some(v) = form.validate() else {
         s.modal = Some(Modal::Limits(form));
         return;
@@ -356,196 +354,6 @@ fn submit_limits(s: &mut State, mut form: LimitsForm, fx: &mut Vec<Effect>) {
     }
     if fx.len() == before && !s.engine_gone {
         note(s, Level::Info, "limits unchanged");
-    }
-}
-
-fn live_mut(s: &mut State, run: u32) -> Option<&mut LiveRun> {
-    s.live.iter_mut().find(|l| l.run == run)
-}
-
-fn engine(s: &mut State, ev: EngineEvent, at: Duration) {
-    match ev {
-        EngineEvent::Settings(settings) => s.settings = settings,
-        EngineEvent::Resumed { done } => {
-            for (i, d) in done {
-                if let Some(p) = s.probes.get_mut(i) {
-                    p.status = status_of(&d, &p.candidates);
-                    p.decision = Some(d);
-                }
-            }
-        }
-        EngineEvent::ProbeStarted { probe, runs } => {
-            s.first_start.get_or_insert(at);
-            s.current = Some(probe);
-            s.decision_sent = false;
-            if s.reviewing == Some(probe) {
-                s.reviewing = None;
-            }
-            let base = s.probes.get(probe).map_or(0, |p| u32::try_from(p.candidates.len()).unwrap_or(0));
-            s.live = (base..base + runs).map(|run| LiveRun { run, text: String::new(), tokens: 0, done: false }).collect();
-            if let Some(p) = s.probes.get_mut(probe) {
-                p.status = Status::Generating;
-            }
-            s.throughput.request(at);
-            if s.auto_select {
-                s.selected = probe;
-                s.cand = s.rows(probe).iter().position(|r| r.run() == base).unwrap_or(0);
-            }
-        }
-        EngineEvent::Prefilled { prompt_tokens, elapsed, .. } => {
-            let secs = elapsed.as_secs_f64();
-            s.throughput.prefill_tok_s = (secs > 0.0).then(|| f64::from(prompt_tokens) / secs);
-        }
-        EngineEvent::Token { probe, run, text } => {
-            s.throughput.token(at);
-            if let Some(l) = live_mut(s, run) {
-                l.text.push_str(&text);
-                l.tokens += 1;
-            }
-            if s.stream.target == Some((probe, run)) {
-                s.stream.text.push_str(&text);
-            } else if s.auto_select && s.selected == probe && !matches!(s.selected_row(), Some(Row::Live(_))) {
-                // Sequential runs: follow the candidate that is streaming now.
-                if let Some(i) = s.rows(probe).iter().position(|r| r.run() == run) {
-                    s.cand = i;
-                }
-            }
-        }
-        EngineEvent::Restarted { probe, run, reason } => {
-            if let Some(l) = live_mut(s, run) {
-                l.text.clear();
-                l.tokens = 0;
-            }
-            if s.stream.target == Some((probe, run)) {
-                s.stream.text = Wrapped::new(s.stream.text.width());
-                s.stream.follow = true;
-                s.stream.top = 0;
-            }
-            note(s, Level::Warn, format!("candidate {} restarted: {reason}", run + 1));
-        }
-        EngineEvent::CandidateDone { probe, candidate } => {
-            if let Some(l) = live_mut(s, candidate.run) {
-                l.done = true;
-            }
-            s.throughput.last_decode_tok_s = Some(candidate.metrics.decode_tok_s).filter(|r| *r > 0.0);
-            refresh_stream_text(s, probe, &candidate);
-            if let Some(p) = s.probes.get_mut(probe) {
-                p.candidates.retain(|c| c.run != candidate.run);
-                p.candidates.push(candidate);
-                p.candidates.sort_by_key(|c| c.run);
-            }
-        }
-        EngineEvent::AwaitingReview { probe, candidates, best, gate } => {
-            s.info.gate = gate;
-            if s.current == Some(probe) {
-                s.current = None;
-                s.live.clear();
-            }
-            s.reviewing = Some(probe);
-            s.decision_sent = false;
-            for c in &candidates {
-                refresh_stream_text(s, probe, c);
-            }
-            if let Some(p) = s.probes.get_mut(probe) {
-                p.candidates = candidates;
-                p.status = Status::Review;
-                p.decision = None;
-            }
-            s.selected = probe;
-            s.auto_select = true;
-            keep_filter_showing(s, probe);
-            s.cand = best.and_then(|b| s.rows(probe).iter().position(|r| r.run() == b)).unwrap_or(0);
-            let id = s.probes.get(probe).map_or("?", |p| p.id.as_str());
-            note(s, Level::Info, format!("{id} awaits review: the best is selected"));
-        }
-        EngineEvent::ProbeDecided { probe, decision, .. } => {
-            if s.reviewing == Some(probe) {
-                s.reviewing = None;
-            }
-            if s.current == Some(probe) {
-                s.current = None;
-            }
-            s.decision_sent = false;
-            if let Some(p) = s.probes.get_mut(probe) {
-                p.status = status_of(&decision, &p.candidates);
-                let id = p.id.clone();
-                let text = match &decision {
-                    Decision::Kept { run, .. } => format!("{id}: kept candidate {} (lesson line written)", run + 1),
-                    Decision::Skipped { best, .. } => format!("{id}: skipped (best g={best:.1})"),
-                    Decision::Rejected => format!("{id}: all candidates rejected"),
-                };
-                p.decision = Some(decision);
-                note(s, Level::Info, text);
-            }
-        }
-        EngineEvent::Undone { probe, decision } => {
-            if let Some(p) = s.probes.get_mut(probe) {
-                p.status = Status::Review;
-                p.decision = None;
-                let what = match decision {
-                    Decision::Kept { run, .. } => format!("kept candidate {}; its lesson line was removed", run + 1),
-                    Decision::Skipped { .. } => "skipped".into(),
-                    Decision::Rejected => "rejected".into(),
-                };
-                let text = format!("undone: {} ({what})", p.id);
-                note(s, Level::Info, text);
-            }
-            if s.reviewing.is_some_and(|r| r != probe) {
-                if let Some(p) = s.reviewing.and_then(|r| s.probes.get_mut(r)) {
-                    p.status = Status::Queued;
-                }
-                s.reviewing = None;
-            }
-            s.decision_sent = false;
-        }
-        EngineEvent::Refused { reason } => {
-            s.decision_sent = false;
-            note(s, Level::Warn, reason);
-        }
-        EngineEvent::Paused { reason } => note(s, Level::Warn, format!("paused: {reason}")),
-        EngineEvent::Unpaused => note(s, Level::Info, "resumed"),
-        EngineEvent::Finished(summary) => {
-            let text = match &summary.stopped_early {
-                Some(why) => format!("run ended ({why}): kept {}, skipped {}", summary.kept, summary.skipped),
-                None => format!("run finished: kept {}, skipped {} — q quits", summary.kept, summary.skipped),
-            };
-            s.finished = Some(summary);
-            s.current = None;
-            s.reviewing = None;
-            for l in &mut s.live {
-                l.done = true;
-            }
-            note(s, Level::Info, text);
-        }
-    }
-}
-
-/// The stream shows what was streamed; when the final text differs (a restart, a backend that
-/// trims), the final text wins, keeping the scroll position.
-fn refresh_stream_text(s: &mut State, probe: usize, c: &Candidate) {
-    if s.stream.target == Some((probe, c.run)) {
-        let streamed = s.live.iter().find(|l| l.run == c.run).map(|l| l.text.as_str());
-        if streamed != Some(c.text.as_str()) {
-            s.stream.text = Wrapped::with_text(s.stream.text.width(), &c.text);
-        }
-    }
-}
-
-fn keep_filter_showing(s: &mut State, probe: usize) {
-    if !s.visible().contains(&probe) {
-        s.filter.clear();
-    }
-}
-
-fn status_of(d: &Decision, candidates: &[Candidate]) -> Status {
-    match d {
-        Decision::Kept { .. } => Status::Kept,
-        Decision::Rejected => Status::Rejected,
-        Decision::Skipped { .. } => {
-            let scored = candidates.iter().any(|c| c.composite().is_some());
-            let failed = candidates.iter().any(|c| matches!(c.outcome, Outcome::Failed(_)));
-            if !scored && failed { Status::Failed } else { Status::Skipped }
-        }
     }
 }
 
@@ -569,6 +377,7 @@ fn sync_stream(s: &mut State) {
     }
 }
 
+mod engine;
+
 #[cfg(test)]
-#[path = "update/tests.rs"]
 mod tests;
