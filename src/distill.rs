@@ -244,6 +244,9 @@ pub struct Engine {
 
 enum Job {
     Generate(usize),
+    /// A probe with candidates stored by an earlier session: generate the runs it is missing,
+    /// then decide it (gate or operator) as if it had just been generated.
+    Resume(usize),
     Review(usize),
 }
 
@@ -293,12 +296,12 @@ impl Engine {
         let mut candidates = vec![Vec::new(); n];
         let mut queue = VecDeque::new();
         let mut done = Vec::new();
-        for i in 0..n {
+        for (i, slot) in candidates.iter_mut().enumerate() {
             match self.start.get(i).cloned().unwrap_or(ProbeStart::Fresh) {
                 ProbeStart::Fresh => queue.push_back(Job::Generate(i)),
                 ProbeStart::Review(stored) => {
-                    candidates[i] = stored;
-                    queue.push_back(Job::Review(i));
+                    *slot = stored;
+                    queue.push_back(Job::Resume(i));
                 }
                 ProbeStart::Done(decision) => done.push((i, decision)),
             }
@@ -353,9 +356,12 @@ impl Run {
                 return Ok(());
             };
             match job {
-                Job::Generate(i) => {
-                    let runs = self.settings.runs;
-                    self.generate(i, runs).await?;
+                Job::Generate(i) | Job::Resume(i) => {
+                    let have = self.candidates[i].iter().filter(|c| c.outcome != Outcome::Cancelled).count();
+                    let runs = self.settings.runs.saturating_sub(u32::try_from(have).unwrap_or(u32::MAX));
+                    if runs > 0 {
+                        self.generate(i, runs).await?;
+                    }
                     if self.eng_cancelled() {
                         self.summary.stopped_early = Some(format!("cancelled during {}", self.eng.probes[i].id));
                         return Ok(());
@@ -644,7 +650,8 @@ impl Run {
         let probe = self.eng.probes[i].clone();
         self.emit(EngineEvent::ProbeStarted { probe: i, runs: count }).await;
         let prompt_imprint = self.eng.scorer.imprint(&probe.prompt);
-        let base_run = u32::try_from(self.candidates[i].len()).unwrap_or(0);
+        // After a resume the stored run numbers may have gaps (a kill loses the runs in flight).
+        let base_run = self.candidates[i].iter().map(|c| c.run + 1).max().unwrap_or(0);
         let per_request = if self.eng.cfg.sequential { 1 } else { count };
         let mut first = 0;
         while first < count && !self.eng_cancelled() {
@@ -692,6 +699,7 @@ impl Run {
                 return Ok(());
             }
             JobEvent::Token { candidate, text } => {
+                crate::failpoint::hit("token");
                 self.emit(EngineEvent::Token { probe: i, run: run0 + candidate, text }).await;
                 return Ok(());
             }

@@ -64,6 +64,9 @@ pub async fn run(prepared: Prepared, backend: Arc<dyn Backend>) -> anyhow::Resul
     let probes = prepared.probes.clone();
     let remote = Arc::clone(&backend);
     let engine = crate::setup::engine(&prepared, backend, crate::distill::CurationMode::Auto)?;
+    if let Some(report) = prepared.resume_report() {
+        out.line(&report.to_string());
+    }
     let (ev_tx, mut ev_rx) = mpsc::channel(1024);
     let (ctl_tx, ctl_rx) = mpsc::channel(8);
     let cancel = CancellationToken::new();

@@ -229,6 +229,12 @@ impl LessonWriter {
             source,
         };
         let before = self.file.metadata().map_err(write_err)?.len();
+        if crate::failpoint::triggers("lesson-mid-line") {
+            // What a crash in the middle of the write would leave: half a line, synced.
+            let half = &line.as_bytes()[..line.len() / 2];
+            let _ = self.file.write_all(half).and_then(|()| self.file.sync_data());
+            crate::failpoint::pause("lesson-mid-line");
+        }
         let written = self
             .file
             .write_all(line.as_bytes())

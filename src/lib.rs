@@ -9,7 +9,7 @@
 //! ```text
 //!  main ─ commands ─┬─ headless ──┐
 //!                   └─ app ─ ui ──┼─ setup ── distill (the engine) ─┬─ backend/{worker, llama}
-//!                                 │                                ├─ scorer (pure)
+//!                                 │     └─ store (Journal impl) ───┼─ scorer (pure)
 //!                                 └─ cli                           └─ lesson, config, probes
 //! ```
 //!
@@ -23,6 +23,9 @@
 //!   [`app::Action`]s; [`app::update`] is the only state transition and returns
 //!   [`app::Effect`]s (engine controls, quit) for the loop to carry out. [`ui`] draws the state
 //!   purely (no tokio, no I/O) with styles from [`theme`]'s semantic roles.
+//! - [`store`] is the session store (SQLite). `setup::engine` plugs it into the engine as its
+//!   write-through [`distill::Journal`] with the resume plan; the engine owns it while it runs.
+//!   A decision is committed there before its lesson line is written.
 //!
 //! ## Message flow
 //!
@@ -38,10 +41,12 @@
 
 pub mod app;
 pub mod backend;
+pub mod bench;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod distill;
+pub mod failpoint;
 pub mod headless;
 pub mod lesson;
 pub mod logging;
@@ -49,5 +54,6 @@ pub mod models;
 pub mod probes;
 pub mod scorer;
 pub mod setup;
+pub mod store;
 pub mod theme;
 pub mod ui;

@@ -37,7 +37,9 @@ pub trait Journal: Send {
 #[derive(Clone, Debug, PartialEq)]
 pub enum ProbeStart {
     Fresh,
-    /// Generated earlier and awaiting the operator: review these candidates.
+    /// Generated earlier (perhaps only in part: a kill loses the runs in flight) and not
+    /// decided. The engine generates the runs still missing, then decides as usual: the gate
+    /// in auto mode, the operator in review mode.
     Review(Vec<Candidate>),
     /// Decided earlier; not generated again.
     Done(Decision),

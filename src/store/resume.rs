@@ -1,0 +1,414 @@
+//! Starting a run on a session: find or create the session, record the run, and turn what is
+//! stored into the engine's plan (done / finish from stored candidates / generate). Then make
+//! the lesson file agree with the store: a decision committed but not written is written, a
+//! line already there is not written again, and a line torn by a kill is cut off.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use rusqlite::{OptionalExtension, params};
+
+use super::journal::SessionJournal;
+use super::lessonfile::{LessonIndex, content_key};
+use super::rows::{CANDIDATE_COLUMNS, candidate_from_row, decider_from, sha256_hex, sql_u64};
+use super::{ModelIdentity, Opened, StoreError};
+use crate::backend::Sampling;
+use crate::distill::{Decision, ProbeStart};
+use crate::lesson::{LessonWriter, TrainingExample};
+use crate::probes::Probe;
+
+/// What identifies a session (the command line's root, model, probe set and output) and what a
+/// run records about itself.
+#[derive(Clone, Debug)]
+pub struct SessionSpec {
+    /// Canonical project root.
+    pub root: PathBuf,
+    pub model: String,
+    pub probes: String,
+    /// Canonical lesson file path.
+    pub output: PathBuf,
+    /// Start a new session even if one with this key exists.
+    pub fresh: bool,
+    pub kernel: Option<String>,
+    pub signature: Option<String>,
+    pub mode: String,
+    pub sampling: Sampling,
+    /// Every setting of the run, as JSON.
+    pub config: serde_json::Value,
+}
+
+impl SessionSpec {
+    #[must_use]
+    pub fn key(&self) -> String {
+        let parts = serde_json::json!([
+            self.root.to_string_lossy(),
+            self.model,
+            self.probes,
+            self.output.to_string_lossy()
+        ]);
+        sha256_hex(parts.to_string().as_bytes())
+    }
+}
+
+/// What starting the run found and did; one line in headless mode.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ResumeReport {
+    pub store: PathBuf,
+    pub session: i64,
+    pub run: i64,
+    /// The session existed (this run continues it).
+    pub resumed: bool,
+    pub probes: usize,
+    pub kept: usize,
+    pub skipped: usize,
+    pub rejected: usize,
+    /// Probes with stored candidates and no decision.
+    pub to_finish: usize,
+    pub to_generate: usize,
+    /// Committed lines written to the lesson file at start.
+    pub written: usize,
+    /// Committed lines found already in the file (not written again).
+    pub found: usize,
+    /// Lines the store wrote that are no longer in the file (removed by hand, or an undo cut off).
+    pub missing: usize,
+    /// Bytes of a torn line of ours cut off the end of the file.
+    pub torn_cut: u64,
+    /// The weights differ from the previous run's.
+    pub model_changed: bool,
+}
+
+impl ResumeReport {
+    #[must_use]
+    pub fn done(&self) -> usize {
+        self.kept + self.skipped + self.rejected
+    }
+}
+
+impl fmt::Display for ResumeReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.resumed {
+            write!(
+                f,
+                "session {} resumed (run {}, {}): {}/{} probes done ({} kept, {} skipped, {} rejected), \
+                 {} to finish from stored candidates, {} to generate",
+                self.session,
+                self.run,
+                self.store.display(),
+                self.done(),
+                self.probes,
+                self.kept,
+                self.skipped,
+                self.rejected,
+                self.to_finish,
+                self.to_generate
+            )?;
+        } else {
+            write!(f, "session {} started (run {}, {}): {} probes to generate", self.session, self.run, self.store.display(), self.to_generate)?;
+        }
+        if self.written + self.found + self.missing > 0 || self.torn_cut > 0 {
+            write!(f, "; lesson file reconciled: {} committed line(s) written, {} already present", self.written, self.found)?;
+            if self.torn_cut > 0 {
+                write!(f, ", a torn line of {} bytes cut off", self.torn_cut)?;
+            }
+            if self.missing > 0 {
+                write!(f, ", {} written line(s) no longer in the file (left out)", self.missing)?;
+            }
+        }
+        if self.model_changed {
+            f.write_str("; note: the model weights changed since the previous run")?;
+        }
+        Ok(())
+    }
+}
+
+/// A decision as it stands after undos.
+pub(super) struct Effective {
+    pub id: i64,
+    pub kind: String,
+    pub decider: String,
+    pub best: Option<f64>,
+    pub candidate_id: Option<i64>,
+    pub candidate_run: Option<u32>,
+}
+
+/// The decision that stands for each probe row, undos applied.
+pub(super) fn effective(store: &super::Store, probe_row: i64) -> Result<Option<Effective>, StoreError> {
+    let mut stmt = store
+        .conn
+        .prepare_cached(
+            "SELECT d.id, d.kind, d.decider, d.best, c.run_no, d.undoes, d.candidate_id FROM decisions d
+             LEFT JOIN candidates c ON c.id = d.candidate_id WHERE d.probe_row = ?1 ORDER BY d.id",
+        )
+        .map_err(store.sql())?;
+    let rows = stmt
+        .query_map([probe_row], |r| {
+            Ok((
+                Effective {
+                    id: r.get(0)?,
+                    kind: r.get(1)?,
+                    decider: r.get(2)?,
+                    best: r.get(3)?,
+                    candidate_id: r.get(6)?,
+                    candidate_run: r.get(4)?,
+                },
+                r.get::<_, Option<i64>>(5)?,
+            ))
+        })
+        .map_err(store.sql())?;
+    let mut standing: Vec<Effective> = Vec::new();
+    for row in rows {
+        let (d, undoes) = row.map_err(store.sql())?;
+        match undoes {
+            Some(target) => standing.retain(|s| s.id != target),
+            None => standing.push(d),
+        }
+    }
+    Ok(standing.pop())
+}
+
+fn to_decision(e: &Effective) -> Decision {
+    let by = decider_from(&e.decider);
+    match e.kind.as_str() {
+        "kept" => Decision::Kept { run: e.candidate_run.unwrap_or(0), by },
+        "rejected" => Decision::Rejected,
+        _ => Decision::Skipped { best: e.best.unwrap_or(0.0), by },
+    }
+}
+
+impl Opened {
+    /// Starts a run: returns the engine's journal, where each probe starts, and what was found.
+    pub fn begin(
+        self,
+        spec: &SessionSpec,
+        probes: &[Probe],
+        model: &ModelIdentity,
+    ) -> Result<(SessionJournal, Vec<ProbeStart>, ResumeReport), StoreError> {
+        let store = &self.store;
+        let sql = store.sql();
+        let key = spec.key();
+        let existing: Option<i64> = if spec.fresh {
+            None
+        } else {
+            store
+                .conn
+                .query_row("SELECT id FROM sessions WHERE key = ?1 ORDER BY id DESC LIMIT 1", [&key], |r| r.get(0))
+                .optional()
+                .map_err(&sql)?
+        };
+        let session = match existing {
+            Some(id) => id,
+            None => {
+                store
+                    .conn
+                    .execute(
+                        "INSERT INTO sessions (key, root, model, probes, output) VALUES (?1, ?2, ?3, ?4, ?5)",
+                        params![key, spec.root.to_string_lossy(), spec.model, spec.probes, spec.output.to_string_lossy()],
+                    )
+                    .map_err(&sql)?;
+                store.conn.last_insert_rowid()
+            }
+        };
+        let previous_sha: Option<Option<String>> = store
+            .conn
+            .query_row("SELECT model_sha256 FROM runs WHERE session_id = ?1 ORDER BY id DESC LIMIT 1", [session], |r| r.get(0))
+            .optional()
+            .map_err(&sql)?;
+        store
+            .conn
+            .execute(
+                "INSERT INTO runs (session_id, pid, version, mode, backend, model_name, model_path, model_size,
+                     model_sha256, sampling, config) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                params![
+                    session,
+                    std::process::id(),
+                    env!("CARGO_PKG_VERSION"),
+                    spec.mode,
+                    model.backend,
+                    model.name,
+                    model.path,
+                    model.size.and_then(|s| i64::try_from(s).ok()),
+                    model.sha256,
+                    serde_json::to_string(&spec.sampling).unwrap_or_default(),
+                    spec.config.to_string(),
+                ],
+            )
+            .map_err(&sql)?;
+        let run = store.conn.last_insert_rowid();
+        let mut report = ResumeReport {
+            store: store.path.clone(),
+            session,
+            run,
+            resumed: existing.is_some(),
+            probes: probes.len(),
+            model_changed: matches!((&previous_sha, &model.sha256), (Some(Some(a)), Some(b)) if a != b),
+            ..Default::default()
+        };
+
+        let mut probe_rows = Vec::with_capacity(probes.len());
+        for p in probes {
+            store
+                .conn
+                .execute(
+                    "INSERT OR IGNORE INTO probes (session_id, probe_id, domain, prompt, source) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![session, p.id, p.domain, p.prompt, p.source],
+                )
+                .map_err(&sql)?;
+            let row: i64 = store
+                .conn
+                .query_row(
+                    "SELECT id FROM probes WHERE session_id = ?1 AND probe_id = ?2 AND prompt = ?3",
+                    params![session, p.id, p.prompt],
+                    |r| r.get(0),
+                )
+                .map_err(&sql)?;
+            probe_rows.push(row);
+        }
+
+        let mut starts = Vec::with_capacity(probes.len());
+        let mut known = HashMap::new();
+        for (i, &row) in probe_rows.iter().enumerate() {
+            if let Some(e) = effective(store, row)? {
+                match e.kind.as_str() {
+                    "kept" => report.kept += 1,
+                    "rejected" => report.rejected += 1,
+                    _ => report.skipped += 1,
+                }
+                starts.push(ProbeStart::Done(to_decision(&e)));
+                continue;
+            }
+            let mut stmt = store
+                .conn
+                .prepare_cached(&format!(
+                    "SELECT {CANDIDATE_COLUMNS}, id FROM candidates WHERE probe_row = ?1 AND outcome != 'cancelled' ORDER BY id"
+                ))
+                .map_err(&sql)?;
+            let rows = stmt
+                .query_map([row], |r| Ok((candidate_from_row(r)?, r.get::<_, i64>(9)?)))
+                .map_err(&sql)?;
+            let mut stored: Vec<crate::distill::Candidate> = Vec::new();
+            for r in rows {
+                let (c, id) = r.map_err(&sql)?;
+                known.insert((i, c.run), id);
+                // A run number reused after a kill: the later row is the one the engine saw last.
+                stored.retain(|s| s.run != c.run);
+                stored.push(c);
+            }
+            if stored.is_empty() {
+                report.to_generate += 1;
+                starts.push(ProbeStart::Fresh);
+            } else {
+                stored.sort_by_key(|c| c.run);
+                report.to_finish += 1;
+                starts.push(ProbeStart::Review(stored));
+            }
+        }
+
+        drop(sql);
+        let index = reconcile(&self, session, spec, &mut report)?;
+        let journal = SessionJournal::new(self, run, spec, probe_rows, known, index);
+        Ok((journal, starts, report))
+    }
+}
+
+/// A kept decision that stands, with what its line needs.
+struct Committed {
+    id: i64,
+    line: String,
+    user: String,
+    response: String,
+    written: bool,
+}
+
+fn reconcile(opened: &Opened, session: i64, spec: &SessionSpec, report: &mut ResumeReport) -> Result<LessonIndex, StoreError> {
+    let store = &opened.store;
+    let sql = store.sql();
+    let io = |source| StoreError::Io { path: spec.output.clone(), source };
+    let mut rows: Vec<i64> = Vec::new();
+    {
+        let mut stmt = store.conn.prepare("SELECT id FROM probes WHERE session_id = ?1 ORDER BY id").map_err(&sql)?;
+        for r in stmt.query_map([session], |r| r.get(0)).map_err(&sql)? {
+            rows.push(r.map_err(&sql)?);
+        }
+    }
+    let mut committed = Vec::new();
+    for row in rows {
+        let Some(e) = effective(store, row)? else { continue };
+        if e.kind != "kept" {
+            continue;
+        }
+        let c = store
+            .conn
+            .query_row(
+                "SELECT d.line, d.user_text, c.text, w.decision_id IS NOT NULL FROM decisions d
+                 JOIN candidates c ON c.id = d.candidate_id
+                 LEFT JOIN lesson_writes w ON w.decision_id = d.id WHERE d.id = ?1",
+                [e.id],
+                |r| Ok(Committed { id: e.id, line: r.get(0)?, user: r.get(1)?, response: r.get(2)?, written: r.get(3)? }),
+            )
+            .map_err(&sql)?;
+        committed.push(c);
+    }
+    committed.sort_by_key(|c| c.id);
+    let mut index = LessonIndex::scan(&spec.output).map_err(io)?;
+    let pending: Vec<&Committed> = committed.iter().filter(|c| !c.written).collect();
+
+    if let Some(torn) = index.torn.clone() {
+        let tail = read_range(&spec.output, torn.clone()).map_err(io)?;
+        // Only a line of ours is cut; anything else is left for its owner (the writer starts
+        // a new line after it).
+        if !tail.is_empty() && pending.iter().any(|c| c.line.as_bytes().starts_with(&tail)) {
+            let file = std::fs::OpenOptions::new().write(true).open(&spec.output).map_err(io)?;
+            file.set_len(torn.start).and_then(|()| file.sync_all()).map_err(io)?;
+            report.torn_cut = torn.end - torn.start;
+            index.torn = None;
+            index.len = torn.start;
+        }
+    }
+    crate::failpoint::hit("reconcile");
+    let mut writer: Option<LessonWriter> = None;
+    let output = spec.output.to_string_lossy();
+    for c in &committed {
+        let key = content_key(&c.user, &c.response);
+        if c.written {
+            if !index.contains(&key) {
+                report.missing += 1;
+            }
+            continue;
+        }
+        let (range, how) = match index.find(&key) {
+            Some(r) => {
+                report.found += 1;
+                (r, "found")
+            }
+            None => {
+                if writer.is_none() {
+                    writer = Some(LessonWriter::open(&spec.output).map_err(|e| StoreError::Other(e.to_string()))?);
+                }
+                let w = writer.as_mut().ok_or_else(|| StoreError::Other("lesson writer".into()))?;
+                let ex = TrainingExample::user_assistant(c.user.clone(), c.response.clone());
+                let r = w.append(&ex).map_err(|e| StoreError::Other(e.to_string()))?;
+                index.add(key, r.clone());
+                report.written += 1;
+                (r, "reconciled")
+            }
+        };
+        store
+            .conn
+            .execute(
+                "INSERT INTO lesson_writes (decision_id, output, start, end, how) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![c.id, output, sql_u64(range.start), sql_u64(range.end), how],
+            )
+            .map_err(&sql)?;
+    }
+    Ok(index)
+}
+
+fn read_range(path: &std::path::Path, range: std::ops::Range<u64>) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path)?;
+    f.seek(SeekFrom::Start(range.start))?;
+    let mut buf = Vec::new();
+    f.take(range.end - range.start).read_to_end(&mut buf)?;
+    Ok(buf)
+}

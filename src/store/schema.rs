@@ -1,0 +1,199 @@
+//! The schema, as an ordered list of migrations. `PRAGMA user_version` is the number applied;
+//! `application_id` marks the file as lem-tui's so a stray SQLite file is not written into.
+//! Migrations only ever add: released ones are never edited.
+
+use std::path::Path;
+
+use rusqlite::Connection;
+
+use super::{StoreError, classify};
+
+/// "LEMt" in ASCII.
+const APPLICATION_ID: i64 = 0x4c45_4d74;
+
+const MIGRATIONS: &[&str] = &[
+    // 1: sessions, runs, probes, candidates, decisions, lesson writes, exports, hash cache.
+    r"
+CREATE TABLE model_files (
+    id         INTEGER PRIMARY KEY,
+    path       TEXT NOT NULL,
+    size       INTEGER NOT NULL,
+    mtime_ns   INTEGER NOT NULL,
+    sha256     TEXT NOT NULL,
+    hashed_at  TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+    UNIQUE (path, size, mtime_ns)
+);
+CREATE TABLE sessions (
+    id         INTEGER PRIMARY KEY,
+    key        TEXT NOT NULL,
+    root       TEXT NOT NULL,
+    model      TEXT NOT NULL,
+    probes     TEXT NOT NULL,
+    output     TEXT NOT NULL,
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+);
+CREATE INDEX sessions_by_key ON sessions (key, id);
+CREATE TABLE runs (
+    id             INTEGER PRIMARY KEY,
+    session_id     INTEGER NOT NULL REFERENCES sessions (id),
+    pid            INTEGER NOT NULL,
+    version        TEXT NOT NULL,
+    mode           TEXT NOT NULL,
+    backend        TEXT NOT NULL,
+    model_name     TEXT NOT NULL,
+    model_path     TEXT NOT NULL,
+    model_size     INTEGER,
+    model_sha256   TEXT,
+    sampling       TEXT NOT NULL,
+    config         TEXT NOT NULL,
+    started_at     TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+);
+CREATE TABLE run_ends (
+    run_id     INTEGER PRIMARY KEY REFERENCES runs (id),
+    ended_at   TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+);
+CREATE TABLE probes (
+    id         INTEGER PRIMARY KEY,
+    session_id INTEGER NOT NULL REFERENCES sessions (id),
+    probe_id   TEXT NOT NULL,
+    domain     TEXT,
+    prompt     TEXT NOT NULL,
+    source     TEXT NOT NULL,
+    UNIQUE (session_id, probe_id, prompt)
+);
+CREATE TABLE candidates (
+    id               INTEGER PRIMARY KEY,
+    probe_row        INTEGER NOT NULL REFERENCES probes (id),
+    run_id           INTEGER NOT NULL REFERENCES runs (id),
+    run_no           INTEGER NOT NULL,
+    text             TEXT NOT NULL,
+    text_sha256      TEXT NOT NULL,
+    outcome          TEXT NOT NULL CHECK (outcome IN ('scored', 'too_short', 'failed', 'cancelled')),
+    error            TEXT,
+    seed             INTEGER NOT NULL,
+    temperature      REAL NOT NULL,
+    top_p            REAL NOT NULL,
+    top_k            INTEGER NOT NULL,
+    repeat_penalty   REAL NOT NULL,
+    max_tokens       INTEGER NOT NULL,
+    composite        REAL,
+    uplift           REAL,
+    echo             REAL,
+    enrichment       REAL,
+    sycophantic      INTEGER,
+    grammar          TEXT,
+    delta            TEXT,
+    metrics          TEXT NOT NULL,
+    prompt_tokens    INTEGER NOT NULL,
+    generated_tokens INTEGER NOT NULL,
+    decode_tok_s     REAL NOT NULL,
+    wall_ms          REAL NOT NULL,
+    duplicate_of     INTEGER REFERENCES candidates (id),
+    created_at       TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+);
+CREATE INDEX candidates_by_probe ON candidates (probe_row, id);
+CREATE INDEX candidates_by_text ON candidates (probe_row, text_sha256);
+CREATE TABLE decisions (
+    id           INTEGER PRIMARY KEY,
+    probe_row    INTEGER NOT NULL REFERENCES probes (id),
+    run_id       INTEGER NOT NULL REFERENCES runs (id),
+    kind         TEXT NOT NULL CHECK (kind IN ('kept', 'skipped', 'rejected', 'undo')),
+    decider      TEXT NOT NULL,
+    candidate_id INTEGER REFERENCES candidates (id),
+    best         REAL,
+    undoes       INTEGER REFERENCES decisions (id),
+    user_text    TEXT,
+    line         TEXT,
+    created_at   TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+    CHECK ((kind = 'undo') = (undoes IS NOT NULL)),
+    CHECK ((kind = 'kept') = (candidate_id IS NOT NULL AND line IS NOT NULL))
+);
+CREATE INDEX decisions_by_probe ON decisions (probe_row, id);
+CREATE TABLE lesson_writes (
+    decision_id INTEGER PRIMARY KEY REFERENCES decisions (id),
+    output      TEXT NOT NULL,
+    start       INTEGER NOT NULL,
+    end         INTEGER NOT NULL,
+    how         TEXT NOT NULL CHECK (how IN ('appended', 'found', 'reconciled')),
+    written_at  TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+);
+CREATE TABLE exports (
+    id         INTEGER PRIMARY KEY,
+    format     TEXT NOT NULL,
+    filter     TEXT NOT NULL,
+    output     TEXT NOT NULL,
+    manifest   TEXT NOT NULL,
+    sha256     TEXT NOT NULL,
+    records    INTEGER NOT NULL,
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+);
+",
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+fn versions(conn: &Connection, path: &Path) -> Result<(i64, i64), StoreError> {
+    let get = |name: &str| conn.pragma_query_value(None, name, |r| r.get::<_, i64>(0));
+    let app = get("application_id").map_err(|e| classify(path, e))?;
+    let version = get("user_version").map_err(|e| classify(path, e))?;
+    Ok((app, version))
+}
+
+fn is_empty(conn: &Connection, path: &Path) -> Result<bool, StoreError> {
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0))
+        .map(|n| n == 0)
+        .map_err(|e| classify(path, e))
+}
+
+/// Refuses foreign and newer databases; returns the version found.
+pub(super) fn check(conn: &Connection, path: &Path) -> Result<i64, StoreError> {
+    let (app, version) = versions(conn, path)?;
+    if app == 0 && version == 0 && is_empty(conn, path)? {
+        return Ok(0);
+    }
+    if app != APPLICATION_ID {
+        return Err(StoreError::Corrupt {
+            path: path.to_owned(),
+            reason: format!("a SQLite database of another application (application_id {app:#x})"),
+        });
+    }
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::Newer { path: path.to_owned(), found: version, known: SCHEMA_VERSION });
+    }
+    let ok: String = conn
+        .query_row("PRAGMA quick_check", [], |r| r.get(0))
+        .map_err(|e| classify(path, e))?;
+    if ok != "ok" {
+        return Err(StoreError::Corrupt { path: path.to_owned(), reason: format!("quick_check: {ok}") });
+    }
+    Ok(version)
+}
+
+/// Brings the database up to [`SCHEMA_VERSION`], one transaction per migration.
+pub(super) fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    let found = check(conn, path)?;
+    let sql = |e| classify(path, e);
+    for (i, migration) in MIGRATIONS.iter().enumerate().skip(usize::try_from(found).unwrap_or(0)) {
+        let version = i as i64 + 1;
+        // IMMEDIATE: two processes creating the same new store must not both migrate it.
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(sql)?;
+        let (_, now) = versions(conn, path)?;
+        if now >= version {
+            conn.execute_batch("COMMIT").map_err(sql)?;
+            continue;
+        }
+        let applied = conn
+            .execute_batch(migration)
+            .and_then(|()| conn.pragma_update(None, "application_id", APPLICATION_ID))
+            .and_then(|()| conn.pragma_update(None, "user_version", version));
+        match applied {
+            Ok(()) => conn.execute_batch("COMMIT").map_err(sql)?,
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(sql(e));
+            }
+        }
+    }
+    Ok(())
+}
