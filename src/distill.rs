@@ -352,7 +352,17 @@ impl Run {
                 return Ok(());
             }
             let Some(job) = self.queue.pop_front() else {
-                // In review mode the operator may still undo the last decision before leaving.
+                // In review mode the operator may still undo the last decision before leaving,
+                // so the engine waits for a command until told to stop (or nobody is left).
+                if self.settings.mode == CurationMode::Review && !self.history.is_empty() {
+                    match self.next_control().await {
+                        Some(c) => {
+                            self.apply(c, None).await?;
+                            continue;
+                        }
+                        None => return Ok(()),
+                    }
+                }
                 return Ok(());
             };
             match job {
