@@ -216,6 +216,15 @@ async fn server_that_never_answers_times_out() {
     assert!(errs.iter().all(|e| e.contains("no response within")), "{errs:?}");
     assert!(r.elapsed < Duration::from_secs(10), "bounded by the timeouts: {:?}", r.elapsed);
 
+    // Keep-alive comments are not an answer.
+    let m = Mock::start(|_, _| Reply::Sse {
+        blocks: vec![": ping\n\n".into(); 100],
+        done: false,
+        gap: Duration::from_millis(100),
+    });
+    let r = run(&connect(&[&m]), 1, CancellationToken::new()).await;
+    assert!(failed(&r)[0].contains("no response within"), "{:?}", r.ends);
+
     // A stream that goes silent after its first token hits the idle timeout.
     let m = Mock::start(|_, _| Reply::Sse {
         blocks: vec![token(0, "a "), String::new()],

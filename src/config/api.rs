@@ -231,6 +231,21 @@ mod tests {
     }
 
     #[test]
+    fn ai_yaml_api_section_loads_strictly() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("ai.yaml");
+        std::fs::write(&path, "backend: api\napi:\n  endpoints: [http://a:8000/v1]\n  api_key_env: KEY\n")
+            .expect("write");
+        let loaded = crate::config::load_yaml::<crate::config::AiConfig>(&path).expect("loads");
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        let api = loaded.config.api.expect("api section");
+        assert_eq!(api.endpoints[0].url, "http://a:8000/v1");
+        std::fs::write(&path, "backend: api\napi:\n  endpoints: [http://a:8000/v1]\n  modle: x\n").expect("write");
+        let e = crate::config::load_yaml::<crate::config::AiConfig>(&path).expect_err("typo is an error").to_string();
+        assert!(e.contains("ai.yaml") && e.contains("modle") && e.contains("line 4"), "{e}");
+    }
+
+    #[test]
     fn bad_values_are_errors_with_a_location() {
         let e = parse("endpoints: [localhost:8000]").expect_err("no scheme");
         assert!(e.contains("http://") && e.contains("line 1"), "{e}");

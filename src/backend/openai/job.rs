@@ -114,6 +114,7 @@ impl Job {
         self.pool.ensure_probes();
         let pool = Arc::clone(&self.pool);
         while self.cands.iter().any(|c| !c.done) {
+            while self.tasks.try_join_next().is_some() {}
             let notified = pool.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();

@@ -161,8 +161,10 @@ impl Attempt {
                 }
                 return Err(AttemptError::Broken("stream ended without [DONE]".into()));
             };
-            streaming = true;
             parser.feed(&bytes, &mut events).map_err(|e| AttemptError::Protocol(e.to_string()))?;
+            // Keep-alive comments before the first event do not count: a server that only
+            // pings is still not answering.
+            streaming |= !events.is_empty();
             if self.handle(&events, &mut usage, tx).await? {
                 return Ok(usage);
             }

@@ -18,7 +18,7 @@ pub struct Body<'a> {
     pub seed: u64,
     pub n: u32,
     pub stop: &'a [String],
-    /// `top_k`, `repetition_penalty`/`repeat_penalty` and `stream_options`: accepted by vLLM,
+    /// `top_k`, `repetition_penalty`/`repeat_penalty`, `ignore_eos` and `stream_options`: accepted by vLLM,
     /// SGLang and llama.cpp's servers, rejected by strict OpenAI-style gateways.
     pub extras: bool,
 }
@@ -56,6 +56,10 @@ impl Body<'_> {
                 // vLLM and SGLang read the first name, llama.cpp's servers the second.
                 body.insert("repetition_penalty".into(), json!(s.repeat_penalty));
                 body.insert("repeat_penalty".into(), json!(s.repeat_penalty));
+            }
+            if s.ignore_eos {
+                // vLLM and llama-server: run to max_tokens (benchmarks).
+                body.insert("ignore_eos".into(), json!(true));
             }
             body.insert("stream_options".into(), json!({ "include_usage": true }));
         }
@@ -169,9 +173,18 @@ pub fn rejects_n(message: &str) -> bool {
 /// positive costs one retry without them).
 pub fn rejects_extras(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
-    ["top_k", "repetition_penalty", "repeat_penalty", "stream_options", "unrecognized", "extra", "not permitted"]
-        .iter()
-        .any(|p| m.contains(p))
+    [
+        "top_k",
+        "repetition_penalty",
+        "repeat_penalty",
+        "ignore_eos",
+        "stream_options",
+        "unrecognized",
+        "extra",
+        "not permitted",
+    ]
+    .iter()
+    .any(|p| m.contains(p))
 }
 
 #[cfg(test)]
