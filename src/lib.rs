@@ -8,13 +8,16 @@
 //!
 //! ```text
 //!  main ─ commands ─┬─ headless ──┐
-//!                   └─ app ─ ui ──┼─ setup ── distill (the engine) ─┬─ backend/{worker, llama}
+//!                   └─ app ─ ui ──┼─ setup ── distill (the engine) ─┬─ backend/{worker, llama, openai}
 //!                                 │     └─ store (Journal impl) ───┼─ scorer (pure)
 //!                                 └─ cli                           └─ lesson, config, probes
 //! ```
 //!
 //! - [`scorer`] is pure: no I/O, no async. [`config`], [`probes`] and [`lesson`] read and write
-//!   LEM's files. [`backend`] owns models; blocking engines live on one dedicated thread each.
+//!   LEM's files. [`backend`] owns models; blocking engines live on one dedicated thread each,
+//!   the OpenAI-compatible one ([`backend::openai`]) is async tasks on the engine's runtime that
+//!   spread candidates over remote endpoints and regenerate those cut off mid-stream
+//!   (`JobEvent::Restart`: views drop that candidate's text).
 //! - [`distill::Engine`] is the one implementation of the loop. It reports
 //!   [`distill::EngineEvent`]s on a bounded channel and obeys [`distill::Control`] commands; the
 //!   headless printer and the TUI are views over it.
