@@ -10,6 +10,7 @@ mod imprint;
 mod log2;
 mod morph;
 mod score;
+mod similar;
 mod tables;
 mod text;
 mod tokenise;
@@ -184,7 +185,9 @@ pub struct Scorer {
 
 impl std::fmt::Debug for Scorer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Scorer").field("mode", &self.mode).finish_non_exhaustive()
+        f.debug_struct("Scorer")
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
     }
 }
 
@@ -216,6 +219,7 @@ impl Scorer {
             base: name(base),
             plural: false,
         };
+        let mut pending = an.resolutions.iter().peekable();
         let mut out = Vec::with_capacity(an.tokens.len());
         for (i, (&tok, &(raw, word))) in an.tokens.iter().zip(&an.raws).enumerate() {
             let e = match tok {
@@ -249,12 +253,19 @@ impl Scorer {
                     1.0,
                     None,
                 ),
-                Class::Ambiguous { base } => match an.resolutions.get(i).copied().flatten() {
+                Class::Ambiguous { base } => match pending.next_if(|(at, _)| *at == i).map(|p| p.1)
+                {
                     Some(r) if r.as_verb => (verb(base), r.conf, Some((noun(base), r.alt_conf))),
                     Some(r) => (noun(base), r.conf, Some((verb(base), r.alt_conf))),
                     None => (TokenKind::Unknown, 0.0, None),
                 },
-                Class::Word { cat } => (TokenKind::Word { category: name(cat) }, 1.0, None),
+                Class::Word { cat } => (
+                    TokenKind::Word {
+                        category: name(cat),
+                    },
+                    1.0,
+                    None,
+                ),
                 Class::Unknown => (TokenKind::Unknown, 0.0, None),
             };
             out.push(Token {
@@ -285,12 +296,22 @@ impl Scorer {
 
     /// What distill does per candidate (`ScoreResponse` then `ComputeDelta`), with the
     /// response tokenised once and reused for both.
-    pub fn score_with_delta(&self, prompt: &str, response: &str, t: Thresholds) -> (GrammarScore, DeltaScore) {
+    pub fn score_with_delta(
+        &self,
+        prompt: &str,
+        response: &str,
+        t: Thresholds,
+    ) -> (GrammarScore, DeltaScore) {
         self.score_against(&self.imprint(prompt), response, t)
     }
 
     /// As [`Scorer::score_with_delta`], with the prompt's imprint computed once per probe.
-    pub fn score_against(&self, prompt: &Imprint, response: &str, t: Thresholds) -> (GrammarScore, DeltaScore) {
+    pub fn score_against(
+        &self,
+        prompt: &Imprint,
+        response: &str,
+        t: Thresholds,
+    ) -> (GrammarScore, DeltaScore) {
         let response = self.imprint(response);
         let response_score = response.grammar_score();
         let prompt_score = prompt.grammar_score();

@@ -27,7 +27,7 @@ pub(crate) struct Resolution {
     pub alt_conf: f64,
 }
 
-fn flags(tok: Tok, entries: &[Entry]) -> u8 {
+fn flags(tok: Tok, entries: &[Entry]) -> u16 {
     match tok {
         Tok::Word(e) => entries[e as usize].flags,
         Tok::Punct(_) => 0,
@@ -41,13 +41,14 @@ fn class(tok: Tok, entries: &[Entry]) -> Option<Class> {
     }
 }
 
-pub(crate) fn resolve(tokens: &[Tok], entries: &[Entry]) -> Vec<Option<Resolution>> {
+/// Resolves every ambiguous token; returns (token index, resolution) in token order.
+pub(crate) fn resolve(tokens: &[Tok], entries: &[Entry]) -> Vec<(usize, Resolution)> {
     let n = tokens.len();
-    let mut out: Vec<Option<Resolution>> = vec![None; n];
 
-    // Clause ids: runs of tokens between punctuation tokens and clause words.
-    let mut clause_of = vec![usize::MAX; n];
+    // Clauses are runs of tokens between punctuation tokens and clause words. Count the
+    // confident (unambiguous) verbs of each and note the clause of each ambiguous token.
     let mut confident_verbs: Vec<u32> = Vec::new();
+    let mut ambiguous: Vec<(usize, usize, u32)> = Vec::new();
     let mut open = false;
     for (i, &tok) in tokens.iter().enumerate() {
         let boundary = matches!(tok, Tok::Punct(_)) || flags(tok, entries) & FLAG_CLAUSE != 0;
@@ -60,31 +61,31 @@ pub(crate) fn resolve(tokens: &[Tok], entries: &[Entry]) -> Vec<Option<Resolutio
             open = true;
         }
         let c = confident_verbs.len() - 1;
-        clause_of[i] = c;
-        if let Some(Class::Verb { .. }) = class(tok, entries) {
-            confident_verbs[c] += 1;
+        match class(tok, entries) {
+            Some(Class::Verb { .. }) => confident_verbs[c] += 1,
+            Some(Class::Ambiguous { base }) => ambiguous.push((i, c, base)),
+            _ => {}
         }
     }
 
-    // Inflection echo only looks at unambiguous verb/noun tokens (see module docs).
+    // Inflection echo only looks at unambiguous verb/noun tokens (see module docs); every
+    // entry occurs at least once, so the entries stand for the tokens.
     let mut inflected_verb = rustc_hash::FxHashSet::<u32>::default();
     let mut plural_noun = rustc_hash::FxHashSet::<u32>::default();
-    for &tok in tokens {
-        match class(tok, entries) {
-            Some(Class::Verb { base, tense }) if tense != Tense::Base => {
+    for e in entries {
+        match e.class {
+            Class::Verb { base, tense } if tense != Tense::Base => {
                 inflected_verb.insert(base);
             }
-            Some(Class::Noun { base, plural: true }) => {
+            Class::Noun { base, plural: true } => {
                 plural_noun.insert(base);
             }
             _ => {}
         }
     }
 
-    for i in 0..n {
-        let Some(Class::Ambiguous { base }) = class(tokens[i], entries) else {
-            continue;
-        };
+    let mut out = Vec::with_capacity(ambiguous.len());
+    for (i, clause, base) in ambiguous {
         let mut v = 0.0f64;
         let mut nn = 0.0f64;
 
@@ -117,7 +118,6 @@ pub(crate) fn resolve(tokens: &[Tok], entries: &[Entry]) -> Vec<Option<Resolutio
             v += SENTENCE_POSITION;
         }
 
-        let clause = clause_of[i];
         if confident_verbs.get(clause).is_some_and(|&c| c > 0) {
             nn += VERB_SATURATION;
         }
@@ -156,7 +156,7 @@ pub(crate) fn resolve(tokens: &[Tok], entries: &[Entry]) -> Vec<Option<Resolutio
                 *c += 1;
             }
         }
-        out[i] = Some(r);
+        out.push((i, r));
     }
     out
 }

@@ -6,11 +6,14 @@
 //! check never allocates.
 
 use super::Tense;
-use super::tables::Tables;
+use super::tables::{FLAG_BASE_NOUN, FLAG_BASE_VERB, FLAG_NO_DOUBLE, Lex, Tables};
 
 #[inline]
 fn is_vowel(b: u8) -> bool {
-    matches!(b, b'a' | b'e' | b'i' | b'o' | b'u' | b'A' | b'E' | b'I' | b'O' | b'U')
+    matches!(
+        b,
+        b'a' | b'e' | b'i' | b'o' | b'u' | b'A' | b'E' | b'I' | b'O' | b'U'
+    )
 }
 
 /// True when `target` equals the concatenation of `parts`.
@@ -83,25 +86,19 @@ pub(crate) enum BaseRef<'t> {
     Cand((usize, usize)),
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq)]
 enum Forward {
     Past,
     Gerund,
 }
 
 impl Tables {
-    fn fwd_verb(&self, v: &[u8]) -> Option<&(Box<str>, Box<str>)> {
-        if v.len() > self.fwd_max_len {
-            return None;
-        }
-        self.fwd_verbs.get(std::str::from_utf8(v).ok()?)
+    /// The table entry of a candidate (candidates are valid UTF-8 by construction).
+    fn lookup(&self, v: &[u8]) -> Option<&Lex> {
+        self.get(std::str::from_utf8(v).ok()?)
     }
 
-    fn no_double_contains(&self, v: &[u8]) -> bool {
-        std::str::from_utf8(v).is_ok_and(|s| self.no_double.contains(s))
-    }
-
-    fn should_double(&self, v: &[u8]) -> bool {
+    fn should_double(v: &[u8], lex: Option<&Lex>) -> bool {
         let n = v.len();
         if !(3..=4).contains(&n) {
             return false;
@@ -110,14 +107,16 @@ impl Tables {
         if is_vowel(last) || matches!(last, b'w' | b'x' | b'y') {
             return false;
         }
-        is_vowel(v[n - 2]) && !is_vowel(v[n - 3]) && !self.no_double_contains(v)
+        is_vowel(v[n - 2])
+            && !is_vowel(v[n - 3])
+            && lex.is_none_or(|l| l.flags & FLAG_NO_DOUBLE == 0)
     }
 
     /// `PastTense(v) == w`.
-    fn past_is(&self, v: &[u8], w: &[u8]) -> bool {
-        if let Some((past, _)) = self.fwd_verb(v) {
-            if !past.is_empty() {
-                return past.as_bytes() == w;
+    fn past_is(v: &[u8], lex: Option<&Lex>, w: &[u8]) -> bool {
+        if let Some(l) = lex {
+            if !l.fwd_past.is_empty() {
+                return l.fwd_past.as_bytes() == w;
             }
         }
         let n = v.len();
@@ -130,17 +129,17 @@ impl Tables {
         if n > 1 && v[n - 1] == b'y' && !is_vowel(v[n - 2]) {
             return concat_eq(w, &[&v[..n - 1], b"ied"]);
         }
-        if n >= 2 && self.should_double(v) {
+        if n >= 2 && Self::should_double(v, lex) {
             return concat_eq(w, &[v, &v[n - 1..], b"ed"]);
         }
         concat_eq(w, &[v, b"ed"])
     }
 
     /// `Gerund(v) == w`.
-    fn gerund_is(&self, v: &[u8], w: &[u8]) -> bool {
-        if let Some((_, gerund)) = self.fwd_verb(v) {
-            if !gerund.is_empty() {
-                return gerund.as_bytes() == w;
+    fn gerund_is(v: &[u8], lex: Option<&Lex>, w: &[u8]) -> bool {
+        if let Some(l) = lex {
+            if !l.fwd_gerund.is_empty() {
+                return l.fwd_gerund.as_bytes() == w;
             }
         }
         let n = v.len();
@@ -150,22 +149,17 @@ impl Tables {
         if n > 1 && v[n - 1] == b'e' && !matches!(v[n - 2], b'e' | b'y' | b'o') {
             return concat_eq(w, &[&v[..n - 1], b"ing"]);
         }
-        if self.should_double(v) {
+        if Self::should_double(v, lex) {
             return concat_eq(w, &[v, &v[n - 1..], b"ing"]);
         }
         concat_eq(w, &[v, b"ing"])
     }
 
     /// `PluralForm(v) == w`.
-    fn plural_is(&self, v: &[u8], w: &[u8]) -> bool {
-        if v.len() <= self.fwd_max_len {
-            let found = std::str::from_utf8(v)
-                .ok()
-                .and_then(|s| self.fwd_nouns.get(s));
-            if let Some(p) = found {
-                if !p.is_empty() {
-                    return p.as_bytes() == w;
-                }
+    fn plural_is(v: &[u8], lex: Option<&Lex>, w: &[u8]) -> bool {
+        if let Some(l) = lex {
+            if !l.fwd_plural.is_empty() {
+                return l.fwd_plural.as_bytes() == w;
             }
         }
         let n = v.len();
@@ -192,53 +186,59 @@ impl Tables {
         concat_eq(w, &[v, b"s"])
     }
 
-    fn forward_is(&self, f: Forward, v: &[u8], w: &[u8]) -> bool {
-        match f {
-            Forward::Past => self.past_is(v, w),
-            Forward::Gerund => self.gerund_is(v, w),
-        }
-    }
-
     fn best_round_trip(&self, target: &[u8], c: &Cands, f: Forward) -> Option<(usize, usize)> {
-        let mut kept = [0usize; 4];
+        // (candidate index, is a known base verb)
+        let mut kept = [(0usize, false); 4];
         let mut k = 0;
         for i in 0..c.n {
-            if self.forward_is(f, c.get(i), target) {
-                kept[k] = i;
+            let v = c.get(i);
+            let lex = self.lookup(v);
+            let ok = match f {
+                Forward::Past => Self::past_is(v, lex, target),
+                Forward::Gerund => Self::gerund_is(v, lex, target),
+            };
+            if ok {
+                kept[k] = (i, lex.is_some_and(|l| l.flags & FLAG_BASE_VERB != 0));
                 k += 1;
             }
         }
         let kept = &kept[..k];
         let pick = match kept {
             [] => return None,
-            [only] => *only,
+            [(only, _)] => *only,
             _ => {
-                let known = |i: &&usize| {
-                    std::str::from_utf8(c.get(**i)).is_ok_and(|s| self.base_verbs.contains(s))
-                };
-                let vce = |i: &&usize| has_vce_ending(c.get(**i));
-                let no_e = |i: &&usize| !c.get(**i).ends_with(b"e");
-                *kept
-                    .iter()
+                let known = |m: &&(usize, bool)| m.1;
+                let vce = |m: &&(usize, bool)| has_vce_ending(c.get(m.0));
+                let no_e = |m: &&(usize, bool)| !c.get(m.0).ends_with(b"e");
+                kept.iter()
                     .find(known)
                     .or_else(|| kept.iter().find(vce))
                     .or_else(|| kept.iter().find(no_e))
                     .unwrap_or(&kept[0])
+                    .0
             }
         };
         Some(c.spans[pick])
     }
 
-    /// go-i18n `MatchVerb` on an already lower-cased, non-empty word.
-    pub(crate) fn match_verb<'t>(&'t self, lw: &str, c: &mut Cands) -> Option<(BaseRef<'t>, Tense)> {
-        if self.base_verbs.contains(lw) {
-            return Some((BaseRef::Word, Tense::Base));
-        }
-        if let Some(base) = self.past_to_base.get(lw) {
-            return Some((BaseRef::Table(base), Tense::Past));
-        }
-        if let Some(base) = self.gerund_to_base.get(lw) {
-            return Some((BaseRef::Table(base), Tense::Gerund));
+    /// go-i18n `MatchVerb` on an already lower-cased, non-empty word whose table entry
+    /// (if any) is `lex`.
+    pub(crate) fn match_verb<'t>(
+        &'t self,
+        lw: &str,
+        lex: Option<&'t Lex>,
+        c: &mut Cands,
+    ) -> Option<(BaseRef<'t>, Tense)> {
+        if let Some(l) = lex {
+            if l.flags & FLAG_BASE_VERB != 0 {
+                return Some((BaseRef::Word, Tense::Base));
+            }
+            if let Some(base) = &l.past_of {
+                return Some((BaseRef::Table(base), Tense::Past));
+            }
+            if let Some(base) = &l.gerund_of {
+                return Some((BaseRef::Table(base), Tense::Gerund));
+            }
         }
         let w = lw.as_bytes();
         let n = w.len();
@@ -276,13 +276,21 @@ impl Tables {
         None
     }
 
-    /// go-i18n `MatchNoun` on an already lower-cased, non-empty word. Returns (base, plural).
-    pub(crate) fn match_noun<'t>(&'t self, lw: &str, c: &mut Cands) -> Option<(BaseRef<'t>, bool)> {
-        if self.base_nouns.contains(lw) {
-            return Some((BaseRef::Word, false));
-        }
-        if let Some(base) = self.plural_to_base.get(lw) {
-            return Some((BaseRef::Table(base), true));
+    /// go-i18n `MatchNoun` on an already lower-cased, non-empty word whose table entry
+    /// (if any) is `lex`. Returns (base, plural).
+    pub(crate) fn match_noun<'t>(
+        &'t self,
+        lw: &str,
+        lex: Option<&'t Lex>,
+        c: &mut Cands,
+    ) -> Option<(BaseRef<'t>, bool)> {
+        if let Some(l) = lex {
+            if l.flags & FLAG_BASE_NOUN != 0 {
+                return Some((BaseRef::Word, false));
+            }
+            if let Some(base) = &l.plural_of {
+                return Some((BaseRef::Table(base), true));
+            }
         }
         let w = lw.as_bytes();
         let n = w.len();
@@ -306,7 +314,7 @@ impl Tables {
             c.push(lw, n - 1, b"");
         }
         (0..c.n)
-            .find(|&i| self.plural_is(c.get(i), w))
+            .find(|&i| Self::plural_is(c.get(i), self.lookup(c.get(i)), w))
             .map(|i| (BaseRef::Cand(c.spans[i]), true))
     }
 }

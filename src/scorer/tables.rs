@@ -3,10 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 use serde::Deserialize;
 
 use super::Mode;
+use super::text::go_lower;
 
 const EN_JSON: &str = include_str!("../../assets/grammar/en.json");
 const IRREGULAR_VERBS_JSON: &str = include_str!("../../assets/grammar/irregular-verbs.json");
@@ -71,32 +72,39 @@ struct Locale {
     gram: Gram,
 }
 
-/// Flags describing a lower-cased word's role in the disambiguation signals.
-pub(crate) const FLAG_DETERMINER: u8 = 1;
-pub(crate) const FLAG_AUXILIARY: u8 = 2;
-pub(crate) const FLAG_CLAUSE: u8 = 4;
+/// `Lex::flags` bits.
+pub(crate) const FLAG_DETERMINER: u16 = 1;
+pub(crate) const FLAG_AUXILIARY: u16 = 1 << 1;
+pub(crate) const FLAG_CLAUSE: u16 = 1 << 2;
+pub(crate) const FLAG_BASE_VERB: u16 = 1 << 3;
+pub(crate) const FLAG_BASE_NOUN: u16 = 1 << 4;
+pub(crate) const FLAG_DUAL: u16 = 1 << 5;
+pub(crate) const FLAG_INDEFINITE: u16 = 1 << 6;
+pub(crate) const FLAG_DEFINITE: u16 = 1 << 7;
+pub(crate) const FLAG_NO_DOUBLE: u16 = 1 << 8;
 
-type StrMap = FxHashMap<Box<str>, Box<str>>;
-type StrSet = FxHashSet<Box<str>>;
+/// Everything the tables know about one lower-cased string, so that classifying a word
+/// or checking a candidate costs one hash lookup.
+#[derive(Default, Debug)]
+pub(crate) struct Lex {
+    pub flags: u16,
+    /// Reverse indexes (what the tokeniser was built with; mode dependent).
+    pub past_of: Option<Box<str>>,
+    pub gerund_of: Option<Box<str>>,
+    pub plural_of: Option<Box<str>>,
+    pub word_cat: Option<Box<str>>,
+    /// Forward forms (the go-i18n grammar cache is warm in both modes); empty = none.
+    pub fwd_past: Box<str>,
+    pub fwd_gerund: Box<str>,
+    pub fwd_plural: Box<str>,
+}
 
 pub(crate) struct Tables {
-    // Reverse indexes (what the tokeniser was built with; mode dependent).
-    pub base_verbs: StrSet,
-    pub past_to_base: StrMap,
-    pub gerund_to_base: StrMap,
-    pub base_nouns: StrSet,
-    pub plural_to_base: StrMap,
-    pub words: StrMap,
-    pub dual_class: StrSet,
-    pub signal_flags: FxHashMap<Box<str>, u8>,
-    // Forward morphology (the go-i18n grammar cache is warm in both modes).
-    pub fwd_verbs: FxHashMap<Box<str>, (Box<str>, Box<str>)>,
-    pub fwd_nouns: StrMap,
-    pub fwd_max_len: usize,
-    pub no_double: StrSet,
-    // Articles.
-    pub indefinite: [Box<str>; 2],
-    pub definite: Box<str>,
+    pub lex: FxHashMap<Box<str>, Lex>,
+}
+
+fn at<'m>(lex: &'m mut FxHashMap<Box<str>, Lex>, s: &str) -> &'m mut Lex {
+    lex.entry(b(s)).or_default()
 }
 
 fn b(s: &str) -> Box<str> {
@@ -104,6 +112,11 @@ fn b(s: &str) -> Box<str> {
 }
 
 impl Tables {
+    #[inline]
+    pub(crate) fn get(&self, s: &str) -> Option<&Lex> {
+        self.lex.get(s)
+    }
+
     pub(crate) fn new(mode: Mode) -> Self {
         // The tables are compiled in and validated by the test suite, so a failure here is a
         // build defect, never a property of scored input.
@@ -116,128 +129,107 @@ impl Tables {
             serde_json::from_str(NO_DOUBLE_JSON).expect("embedded no-double-consonant.json");
         let gram = locale.gram;
         let preloaded = mode == Mode::Preloaded;
+        let mut lex = FxHashMap::<Box<str>, Lex>::default();
 
-        let mut base_verbs = StrSet::default();
-        let mut past_to_base = StrMap::default();
-        let mut gerund_to_base = StrMap::default();
+        // Reverse verb index: the locale first (preloaded only), then the irregular table
+        // fills gaps.
         if preloaded {
             for (base, forms) in &gram.verb {
-                base_verbs.insert(b(base));
+                at(&mut lex, base).flags |= FLAG_BASE_VERB;
                 if !forms.past.is_empty() {
-                    past_to_base.insert(b(&forms.past), b(base));
+                    at(&mut lex, &forms.past).past_of = Some(b(base));
                 }
                 if !forms.gerund.is_empty() {
-                    gerund_to_base.insert(b(&forms.gerund), b(base));
+                    at(&mut lex, &forms.gerund).gerund_of = Some(b(base));
                 }
             }
         }
         for (base, forms) in &irv {
-            base_verbs.insert(b(base));
+            at(&mut lex, base).flags |= FLAG_BASE_VERB;
             if !forms.past.is_empty() {
-                past_to_base.entry(b(&forms.past)).or_insert_with(|| b(base));
+                at(&mut lex, &forms.past)
+                    .past_of
+                    .get_or_insert_with(|| b(base));
             }
             if !forms.gerund.is_empty() {
-                gerund_to_base
-                    .entry(b(&forms.gerund))
-                    .or_insert_with(|| b(base));
+                at(&mut lex, &forms.gerund)
+                    .gerund_of
+                    .get_or_insert_with(|| b(base));
             }
         }
 
-        let mut base_nouns = StrSet::default();
-        let mut plural_to_base = StrMap::default();
         if preloaded {
             for (base, forms) in &gram.noun {
-                base_nouns.insert(b(base));
+                at(&mut lex, base).flags |= FLAG_BASE_NOUN;
                 if !forms.other.is_empty() && forms.other != *base {
-                    plural_to_base.insert(b(&forms.other), b(base));
+                    at(&mut lex, &forms.other).plural_of = Some(b(base));
                 }
             }
         }
         for (base, plural) in &irn {
-            base_nouns.insert(b(base));
+            at(&mut lex, base).flags |= FLAG_BASE_NOUN;
             if plural != base {
-                plural_to_base.entry(b(plural)).or_insert_with(|| b(base));
+                at(&mut lex, plural)
+                    .plural_of
+                    .get_or_insert_with(|| b(base));
             }
         }
 
-        let mut words = StrMap::default();
-        let mut signal_flags = FxHashMap::<Box<str>, u8>::default();
         for w in CLAUSE_WORDS {
-            *signal_flags.entry(b(w)).or_default() |= FLAG_CLAUSE;
+            at(&mut lex, w).flags |= FLAG_CLAUSE;
         }
         if preloaded {
             for (key, display) in &gram.word {
-                words.insert(b(&super::text::go_lower(key)), b(key));
-                words.insert(b(&super::text::go_lower(display)), b(key));
+                at(&mut lex, &go_lower(key)).word_cat = Some(b(key));
+                at(&mut lex, &go_lower(display)).word_cat = Some(b(key));
             }
             for w in &gram.signal.noun_determiner {
-                *signal_flags.entry(b(&super::text::go_lower(w))).or_default() |= FLAG_DETERMINER;
+                at(&mut lex, &go_lower(w)).flags |= FLAG_DETERMINER;
             }
             let aux = gram.signal.verb_auxiliary.iter();
             for w in aux.chain(gram.signal.verb_infinitive.iter()) {
-                *signal_flags.entry(b(&super::text::go_lower(w))).or_default() |= FLAG_AUXILIARY;
+                at(&mut lex, &go_lower(w)).flags |= FLAG_AUXILIARY;
             }
         }
-
-        // Cold mode never builds a dual-class set: the irregular tables share no base.
-        let dual_class: StrSet = base_verbs
-            .iter()
-            .filter(|v| base_nouns.contains(*v))
-            .cloned()
-            .collect();
+        at(&mut lex, &go_lower(&gram.article.indefinite.default)).flags |= FLAG_INDEFINITE;
+        at(&mut lex, &go_lower(&gram.article.indefinite.vowel)).flags |= FLAG_INDEFINITE;
+        at(&mut lex, &go_lower(&gram.article.definite)).flags |= FLAG_DEFINITE;
 
         // go-i18n's forward functions consult the locale's gram.verb / gram.noun before the
         // irregular tables; the entries agree with the rules, but honour the precedence anyway.
-        let mut fwd_verbs = FxHashMap::<Box<str>, (Box<str>, Box<str>)>::default();
         for (base, forms) in &irv {
-            fwd_verbs.insert(b(base), (b(&forms.past), b(&forms.gerund)));
+            let e = at(&mut lex, base);
+            e.fwd_past = b(&forms.past);
+            e.fwd_gerund = b(&forms.gerund);
         }
         for (base, forms) in &gram.verb {
-            let entry = fwd_verbs
-                .entry(b(base))
-                .or_insert_with(|| (b(""), b("")));
+            let e = at(&mut lex, base);
             if !forms.past.is_empty() {
-                entry.0 = b(&forms.past);
+                e.fwd_past = b(&forms.past);
             }
             if !forms.gerund.is_empty() {
-                entry.1 = b(&forms.gerund);
+                e.fwd_gerund = b(&forms.gerund);
             }
         }
-        let mut fwd_nouns = StrMap::default();
         for (base, plural) in &irn {
-            fwd_nouns.insert(b(base), b(plural));
+            at(&mut lex, base).fwd_plural = b(plural);
         }
         for (base, forms) in &gram.noun {
             if !forms.other.is_empty() {
-                fwd_nouns.insert(b(base), b(&forms.other));
+                at(&mut lex, base).fwd_plural = b(&forms.other);
             }
         }
-        let fwd_max_len = fwd_verbs
-            .keys()
-            .chain(fwd_nouns.keys())
-            .map(|k| k.len())
-            .max()
-            .unwrap_or(0);
-
-        let art = gram.article;
-        Tables {
-            base_verbs,
-            past_to_base,
-            gerund_to_base,
-            base_nouns,
-            plural_to_base,
-            words,
-            dual_class,
-            signal_flags,
-            fwd_verbs,
-            fwd_nouns,
-            fwd_max_len,
-            no_double: no_double.iter().map(|s| b(s)).collect(),
-            indefinite: [
-                b(&super::text::go_lower(&art.indefinite.default)),
-                b(&super::text::go_lower(&art.indefinite.vowel)),
-            ],
-            definite: b(&super::text::go_lower(&art.definite)),
+        for w in &no_double {
+            at(&mut lex, w).flags |= FLAG_NO_DOUBLE;
         }
+
+        // Cold mode has no dual-class words: the irregular tables share no base.
+        let both = FLAG_BASE_VERB | FLAG_BASE_NOUN;
+        for e in lex.values_mut() {
+            if e.flags & both == both {
+                e.flags |= FLAG_DUAL;
+            }
+        }
+        Tables { lex }
     }
 }

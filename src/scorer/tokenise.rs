@@ -5,11 +5,14 @@
 //! classified once and later occurrences are a single hash lookup. Bases and categories are
 //! interned to small ids; no per-token strings are built.
 
+use std::sync::Arc;
+
 use rustc_hash::FxHashMap;
 
 use super::disambig::{Resolution, resolve};
+use super::imprint::punct_slot;
 use super::morph::{BaseRef, Cands};
-use super::tables::Tables;
+use super::tables::{FLAG_DEFINITE, FLAG_DUAL, FLAG_INDEFINITE, Tables};
 use super::text::{Fields, go_lower_into, split_trailing_punct};
 use super::{ArticleKind, PunctKind, Tense};
 
@@ -17,12 +20,22 @@ use super::{ArticleKind, PunctKind, Tense};
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) enum Class {
     Article(ArticleKind),
-    Verb { base: u32, tense: Tense },
-    Noun { base: u32, plural: bool },
+    Verb {
+        base: u32,
+        tense: Tense,
+    },
+    Noun {
+        base: u32,
+        plural: bool,
+    },
     /// A dual-class base form (preloaded mode only); base is the word itself, and it reads
     /// as verb/base or noun/singular until disambiguation picks one.
-    Ambiguous { base: u32 },
-    Word { cat: u32 },
+    Ambiguous {
+        base: u32,
+    },
+    Word {
+        cat: u32,
+    },
     Unknown,
 }
 
@@ -30,7 +43,9 @@ pub(crate) enum Class {
 pub(crate) struct Entry {
     pub class: Class,
     /// `tables::FLAG_*` bits of the lower-cased word.
-    pub flags: u8,
+    pub flags: u16,
+    /// Occurrences in the text.
+    pub count: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -40,11 +55,12 @@ pub(crate) enum Tok {
     Punct(PunctKind),
 }
 
-/// Interned strings (verb/noun bases and word categories share one id space).
+/// Interned strings (verb/noun bases and word categories share one id space). `Arc` lets
+/// an imprint keep its keys without copying them.
 #[derive(Default)]
 pub(crate) struct Names {
-    ids: FxHashMap<Box<str>, u32>,
-    pub list: Vec<Box<str>>,
+    ids: FxHashMap<Arc<str>, u32>,
+    pub list: Vec<Arc<str>>,
 }
 
 impl Names {
@@ -53,25 +69,29 @@ impl Names {
             return id;
         }
         let id = u32::try_from(self.list.len()).unwrap_or(u32::MAX);
-        self.list.push(s.into());
-        self.ids.insert(s.into(), id);
+        let name: Arc<str> = Arc::from(s);
+        self.list.push(Arc::clone(&name));
+        self.ids.insert(name, id);
         id
     }
 }
 
 pub(crate) struct Analysis<'a> {
-    pub tokens: Vec<Tok>,
+    pub token_count: usize,
     pub entries: Vec<Entry>,
+    pub punct_counts: [u64; 6],
     pub names: Names,
-    /// Per token; empty unless some token was ambiguous.
-    pub resolutions: Vec<Option<Resolution>>,
+    /// The token sequence; recorded only when order matters (preloaded mode, where
+    /// disambiguation reads neighbours and confidences are fractional, or the debug view).
+    pub tokens: Vec<Tok>,
+    /// (token index, resolution) of each ambiguous token, in token order.
+    pub resolutions: Vec<(usize, Resolution)>,
     /// Per token: the whitespace field and the word part it came from (debug view only).
     pub raws: Vec<(&'a str, &'a str)>,
 }
 
 struct Classifier<'t> {
     tables: &'t Tables,
-    preloaded: bool,
     lower: String,
     cands: Cands,
 }
@@ -81,37 +101,42 @@ impl Classifier<'_> {
         go_lower_into(word, &mut self.lower);
         let t = self.tables;
         let lw = self.lower.as_str();
-        let flags = t.signal_flags.get(lw).copied().unwrap_or(0);
-        let class = if t.indefinite.iter().any(|a| **a == *lw) {
+        let lex = t.get(lw);
+        let flags = lex.map_or(0, |l| l.flags);
+        let class = if flags & FLAG_INDEFINITE != 0 {
             Class::Article(ArticleKind::Indefinite)
-        } else if *t.definite == *lw {
+        } else if flags & FLAG_DEFINITE != 0 {
             Class::Article(ArticleKind::Definite)
-        } else if self.preloaded && t.dual_class.contains(lw) {
+        } else if flags & FLAG_DUAL != 0 {
             // A dual-class word is a base verb and a base noun, so MatchVerb gives tense
             // `base` and MatchNoun gives singular: it is always ambiguous.
             Class::Ambiguous {
                 base: names.intern(lw),
             }
-        } else if let Some((base, tense)) = t.match_verb(lw, &mut self.cands) {
+        } else if let Some((base, tense)) = t.match_verb(lw, lex, &mut self.cands) {
             let base = resolve_base(base, lw, &self.cands);
             Class::Verb {
                 base: names.intern(base),
                 tense,
             }
-        } else if let Some((base, plural)) = t.match_noun(lw, &mut self.cands) {
+        } else if let Some((base, plural)) = t.match_noun(lw, lex, &mut self.cands) {
             let base = resolve_base(base, lw, &self.cands);
             Class::Noun {
                 base: names.intern(base),
                 plural,
             }
-        } else if let Some(cat) = t.words.get(lw) {
+        } else if let Some(cat) = lex.and_then(|l| l.word_cat.as_deref()) {
             Class::Word {
                 cat: names.intern(cat),
             }
         } else {
             Class::Unknown
         };
-        Entry { class, flags }
+        Entry {
+            class,
+            flags,
+            count: 0,
+        }
     }
 }
 
@@ -123,18 +148,29 @@ fn resolve_base<'s>(base: BaseRef<'s>, lw: &'s str, cands: &'s Cands) -> &'s str
     }
 }
 
-/// Tokenises and classifies `text`. With `keep_raw`, also records each token's field.
-pub(crate) fn analyse<'a>(tables: &Tables, preloaded: bool, text: &'a str, keep_raw: bool) -> Analysis<'a> {
+/// Tokenises and classifies `text`. `keep_tokens` records the token sequence;
+/// `keep_raw` also records each token's field.
+pub(crate) fn analyse<'a>(
+    tables: &Tables,
+    keep_tokens: bool,
+    text: &'a str,
+    keep_raw: bool,
+) -> Analysis<'a> {
+    let keep_tokens = keep_tokens || keep_raw;
     let mut classifier = Classifier {
         tables,
-        preloaded,
         lower: String::new(),
         cands: Cands::default(),
     };
+    // Prose has roughly one distinct form per 25 bytes; reserving that avoids most
+    // rehashing, and the cap keeps a huge repetitive text from over-allocating.
     let mut memo: FxHashMap<&'a str, u32> = FxHashMap::default();
+    memo.reserve((text.len() / 25).min(1 << 16));
     let mut names = Names::default();
     let mut entries: Vec<Entry> = Vec::new();
-    let mut tokens = Vec::with_capacity(text.len() / 5 + 1);
+    let mut punct_counts = [0u64; 6];
+    let mut token_count = 0usize;
+    let mut tokens = Vec::new();
     let mut raws = Vec::new();
     let mut any_ambiguous = false;
 
@@ -152,13 +188,23 @@ pub(crate) fn analyse<'a>(tables: &Tables, preloaded: bool, text: &'a str, keep_
                     id
                 }
             };
-            tokens.push(Tok::Word(id));
+            if let Some(e) = entries.get_mut(id as usize) {
+                e.count += 1;
+            }
+            token_count += 1;
+            if keep_tokens {
+                tokens.push(Tok::Word(id));
+            }
             if keep_raw {
                 raws.push((field, word));
             }
         }
         if let Some(p) = punct {
-            tokens.push(Tok::Punct(p));
+            punct_counts[punct_slot(p)] += 1;
+            token_count += 1;
+            if keep_tokens {
+                tokens.push(Tok::Punct(p));
+            }
             if keep_raw {
                 raws.push((p.as_str(), p.as_str()));
             }
@@ -171,9 +217,11 @@ pub(crate) fn analyse<'a>(tables: &Tables, preloaded: bool, text: &'a str, keep_
         Vec::new()
     };
     Analysis {
-        tokens,
+        token_count,
         entries,
+        punct_counts,
         names,
+        tokens,
         resolutions,
         raws,
     }
