@@ -61,6 +61,14 @@ struct ScoreInput {
     response: String,
 }
 
+/// Field order as in LEM's scorer output and the reference vectors.
+#[derive(serde::Serialize)]
+struct ScoreOutput<'a> {
+    id: &'a serde_json::Value,
+    grammar: crate::scorer::GrammarScore,
+    delta: crate::scorer::DeltaScore,
+}
+
 pub fn score(args: &ScoreArgs) -> anyhow::Result<ExitCode> {
     let mode = match args.mode {
         ModeArg::Cold => Mode::Cold,
@@ -94,8 +102,7 @@ pub fn score(args: &ScoreArgs) -> anyhow::Result<ExitCode> {
             }
         };
         let (grammar, delta) = scorer.score_with_delta(&rec.prompt, &rec.response, t);
-        let v = serde_json::json!({ "id": rec.id, "grammar": grammar, "delta": delta });
-        serde_json::to_writer(&mut out, &v)?;
+        serde_json::to_writer(&mut out, &ScoreOutput { id: &rec.id, grammar, delta })?;
         out.write_all(b"\n")?;
     }
     out.flush()?;
