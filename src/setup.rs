@@ -145,6 +145,12 @@ pub fn prepare(args: &DistillArgs) -> anyhow::Result<Prepared> {
     let set = probes::load_probes(&args.root, &args.probes)?;
     notes.extend(set.warnings.iter().map(ToString::to_string));
     checks::probes(&set, &args.probes)?;
+    // A probe file keys its session by where it is, however the path was written.
+    let probes_spec = if set.files == [PathBuf::from(&args.probes)] {
+        crate::store::canonical(Path::new(&args.probes)).display().to_string()
+    } else {
+        args.probes.clone()
+    };
     let output = config::output_path(&resolved, &flags, set.phase);
     checks::output(&output)?;
     // Naming an endpoint is asking for the HTTP backend.
@@ -202,7 +208,7 @@ pub fn prepare(args: &DistillArgs) -> anyhow::Result<Prepared> {
         scorer: Arc::new(Scorer::new(Mode::Cold)),
         notes,
         resolved,
-        probes_spec: args.probes.clone(),
+        probes_spec,
         store: (!args.no_store).then(|| crate::store::store_path(&args.root, args.store.as_deref())),
         fresh: args.fresh,
         architecture: std::sync::OnceLock::new(),

@@ -21,6 +21,7 @@ mod identity;
 mod journal;
 mod lessonfile;
 mod lock;
+mod reconcile;
 mod resume;
 mod rows;
 mod schema;

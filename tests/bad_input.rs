@@ -168,7 +168,10 @@ fn a_damaged_or_newer_store_is_refused_with_a_way_out() {
 
     std::fs::write(root.path().join("store.sqlite3"), vec![0x42u8; 4096]).expect("garbage");
     let err = refused(root.path(), &args);
-    assert!(err.contains("store.sqlite3") && err.contains("damaged") && err.contains("mv ") && err.contains("--no-store"), "{err}");
+    assert!(
+        err.contains("store.sqlite3") && err.contains("damaged") && err.contains("mv ") && err.contains("--no-store"),
+        "{err}"
+    );
     assert!(!err.contains("loading model"), "refused before the model loads: {err}");
 
     std::fs::remove_file(root.path().join("store.sqlite3")).expect("rm");

@@ -103,7 +103,8 @@ fn every_score_field_is_stored_and_identical_candidates_are_flagged() {
     j.candidate(0, &p[0], &cand(1, "same", 42.0)).expect("candidate");
     let failed = Candidate { outcome: Outcome::Failed("boom".into()), ..cand(2, "", 0.0) };
     j.candidate(0, &p[0], &failed).expect("candidate");
-    let rows: Vec<(u32, Option<f64>, Option<f64>, Option<String>, Option<i64>, i64, Option<String>)> = {
+    type Row = (u32, Option<f64>, Option<f64>, Option<String>, Option<i64>, i64, Option<String>);
+    let rows: Vec<Row> = {
         let mut st = j
             .store()
             .conn()
@@ -154,7 +155,8 @@ fn a_line_already_in_the_file_is_recorded_not_rewritten() {
     drop(j);
     // Killed after the append, before `written`; and another tool's line is there too.
     std::fs::create_dir_all(dir.path().join("out")).expect("mkdir");
-    let other = "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}, {\"role\": \"assistant\", \"content\": \"y\"}]}\n";
+    let other =
+        "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}, {\"role\": \"assistant\", \"content\": \"y\"}]}\n";
     std::fs::write(dir.path().join("out/lesson.jsonl"), format!("{other}{}", line("alpha?", "second"))).expect("write");
     let (_, _, report) = begin(dir.path(), &s, &p);
     assert_eq!((report.written, report.found), (0, 1), "{report:?}");
@@ -296,7 +298,8 @@ fn model_digests_are_cached_by_path_size_and_mtime() {
     let again = lem_tui::store::model_identity(&store, "m", "llama.cpp", &weights.to_string_lossy()).expect("again");
     assert_eq!(again.sha256.as_deref(), Some("from-the-cache"), "the second start reads the cache");
     std::fs::write(&weights, b"abcd").expect("rewrite");
-    let changed = lem_tui::store::model_identity(&store, "m", "llama.cpp", &weights.to_string_lossy()).expect("changed");
+    let changed =
+        lem_tui::store::model_identity(&store, "m", "llama.cpp", &weights.to_string_lossy()).expect("changed");
     assert_eq!(changed.sha256.as_deref(), Some("88d4266fd4e6338d13b845fcf289579d209c897823b9217da3e161936f031589"));
     let remote = lem_tui::store::model_identity(&store, "gpt", "openai", "http://host/v1").expect("remote");
     assert_eq!((remote.size, remote.sha256), (None, None));

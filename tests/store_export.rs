@@ -125,7 +125,10 @@ fn a_seeded_split_is_reproducible_and_hashes_like_the_whole() {
     let m = manifest(&split.join("manifest.json"));
     assert_eq!((m["counts"]["train"].as_u64(), m["counts"]["valid"].as_u64()), (Some(4), Some(2)));
     assert_eq!(m["sha256"], manifest(&dir.path().join("kto.jsonl.manifest.json"))["sha256"]);
-    let before = (std::fs::read(split.join("train.jsonl")).expect("train"), std::fs::read(split.join("valid.jsonl")).expect("valid"));
+    let before = (
+        std::fs::read(split.join("train.jsonl")).expect("train"),
+        std::fs::read(split.join("valid.jsonl")).expect("valid"),
+    );
     export(&db, &["kto", "--out", s, "--valid", "0.34", "--split-seed", "5"]);
     assert_eq!(before.0, std::fs::read(split.join("train.jsonl")).expect("train"));
     assert_eq!(before.1, std::fs::read(split.join("valid.jsonl")).expect("valid"));

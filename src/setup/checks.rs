@@ -50,12 +50,20 @@ pub fn settings(args: &DistillArgs, r: &Resolved, s: &Sampling) -> Result<(), Ch
     let flag = |f: &str| format!("--{f}");
     if r.runs > MAX_RUNS {
         let src = if args.runs != 0 { flag("runs") } else { r.ai_path.display().to_string() };
-        return Err(bad(src, "distill.runs", format!("{} candidates per probe is more than the {MAX_RUNS} allowed", r.runs)));
+        return Err(bad(
+            src,
+            "distill.runs",
+            format!("{} candidates per probe is more than the {MAX_RUNS} allowed", r.runs),
+        ));
     }
     let g = &r.generate;
     let m = &r.model.generate;
     if args.max_tokens == 0 && g.max_tokens < 0 {
-        return Err(bad(origin(r, m.max_tokens > 0), "generate.max_tokens", format!("must not be negative (got {})", g.max_tokens)));
+        return Err(bad(
+            origin(r, m.max_tokens > 0),
+            "generate.max_tokens",
+            format!("must not be negative (got {})", g.max_tokens),
+        ));
     }
     if s.max_tokens > MAX_TOKENS {
         let src = if args.max_tokens > 0 { flag("max-tokens") } else { origin(r, m.max_tokens > 0) };
@@ -77,7 +85,11 @@ pub fn settings(args: &DistillArgs, r: &Resolved, s: &Sampling) -> Result<(), Ch
     if !(0.0..=100.0).contains(&r.min_score) {
         #[allow(clippy::float_cmp)]
         let src = if args.min_score == 0.0 { r.ai_path.display().to_string() } else { flag("min-score") };
-        return Err(bad(src, "scorer.min_score", format!("the composite is 0-100, so {} would keep nothing", r.min_score)));
+        return Err(bad(
+            src,
+            "scorer.min_score",
+            format!("the composite is 0-100, so {} would keep nothing", r.min_score),
+        ));
     }
     for (name, v) in [("cache-limit", r.cache_limit_gb), ("mem-limit", r.memory_limit_gb)] {
         if v > MAX_LIMIT_GB {

@@ -115,10 +115,14 @@ pub struct Manifest {
 pub fn export(store: &Store, req: &Request) -> Result<Manifest, StoreError> {
     let sessions = records::sessions(store, &req.filter)?;
     if sessions.is_empty() {
-        return Err(StoreError::Other(format!("nothing to export: no session in {} matches the filter", store.path.display())));
+        return Err(StoreError::Other(format!(
+            "nothing to export: no session in {} matches the filter",
+            store.path.display()
+        )));
     }
     let probes = records::probes(store, &sessions)?;
-    let prompt = req.prompt.unwrap_or(if req.format == Format::Lesson { PromptStyle::Sandwich } else { PromptStyle::Plain });
+    let prompt =
+        req.prompt.unwrap_or(if req.format == Format::Lesson { PromptStyle::Sandwich } else { PromptStyle::Plain });
     let sandwiches = records::run_sandwiches(store)?;
     let mut counts = Counts { sessions: sessions.len(), probes: probes.len(), ..Counts::default() };
     let builder = Builder { prompt, min_score: req.filter.min_score, sandwiches: &sandwiches };
@@ -134,10 +138,8 @@ pub fn export(store: &Store, req: &Request) -> Result<Manifest, StoreError> {
     }
     counts.records = lines.len();
     let sha256 = sha256_hex(lines.concat().as_bytes());
-    let created_at: String = store
-        .conn
-        .query_row("SELECT strftime('%Y-%m-%dT%H:%M:%fZ','now')", [], |r| r.get(0))
-        .map_err(store.sql())?;
+    let created_at: String =
+        store.conn.query_row("SELECT strftime('%Y-%m-%dT%H:%M:%fZ','now')", [], |r| r.get(0)).map_err(store.sql())?;
     let mut manifest = Manifest {
         lem_tui: env!("CARGO_PKG_VERSION").into(),
         format: req.format,
@@ -177,8 +179,24 @@ struct Builder<'a> {
     sandwiches: &'a records::Sandwiches,
 }
 
-fn jsonl(v: &serde_json::Value) -> String {
-    let mut s = v.to_string();
+/// TRL's DPO columns, in the order people read them.
+#[derive(Serialize)]
+struct Dpo<'a> {
+    prompt: &'a str,
+    chosen: &'a str,
+    rejected: &'a str,
+}
+
+/// TRL's KTO (unpaired preference) columns.
+#[derive(Serialize)]
+struct Kto<'a> {
+    prompt: &'a str,
+    completion: &'a str,
+    label: bool,
+}
+
+fn jsonl(v: &impl Serialize) -> String {
+    let mut s = serde_json::to_string(v).unwrap_or_default();
     s.push('\n');
     s
 }
@@ -229,11 +247,7 @@ impl Builder<'_> {
                     let Some(c) = chosen else { continue };
                     let user = self.user(p, c.run_id, true);
                     let ex = TrainingExample::user_assistant(user.clone(), c.text.clone());
-                    let line = if format == Format::Lesson {
-                        training_line(&ex)
-                    } else {
-                        jsonl(&serde_json::to_value(&ex).unwrap_or_default())
-                    };
+                    let line = if format == Format::Lesson { training_line(&ex) } else { jsonl(&ex) };
                     push(format!("{}\0{}", user, c.text), line, counts);
                 }
                 Format::Dpo => {
@@ -247,13 +261,13 @@ impl Builder<'_> {
                         continue;
                     };
                     let prompt = self.user(p, c.run_id, true);
-                    let v = serde_json::json!({ "prompt": prompt, "chosen": c.text, "rejected": negative });
+                    let v = Dpo { prompt: &prompt, chosen: &c.text, rejected: &negative };
                     push(format!("{prompt}\0{}\0{negative}", c.text), jsonl(&v), counts);
                 }
                 Format::Kto => {
                     if let Some(c) = chosen {
                         let prompt = self.user(p, c.run_id, true);
-                        let v = serde_json::json!({ "prompt": prompt, "completion": c.text, "label": true });
+                        let v = Kto { prompt: &prompt, completion: &c.text, label: true };
                         push(format!("{prompt}\0{}", c.text), jsonl(&v), counts);
                     }
                 }
@@ -272,7 +286,7 @@ impl Builder<'_> {
                 }
                 for c in p.candidates.iter().filter(|c| !c.text.trim().is_empty()) {
                     let prompt = self.user(p, c.run_id, false);
-                    let v = serde_json::json!({ "prompt": prompt, "completion": c.text, "label": false });
+                    let v = Kto { prompt: &prompt, completion: &c.text, label: false };
                     push(format!("{prompt}\0{}", c.text), jsonl(&v), counts);
                 }
             }

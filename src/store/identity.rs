@@ -22,7 +22,12 @@ pub struct ModelIdentity {
 /// Identifies the model at `path`; a path that is not a local file (an HTTP model name) is
 /// recorded as given, without size or digest.
 pub fn model_identity(store: &Store, name: &str, backend: &str, path: &str) -> Result<ModelIdentity, StoreError> {
-    let mut id = ModelIdentity { name: name.to_owned(), path: path.to_owned(), backend: backend.to_owned(), ..Default::default() };
+    let mut id = ModelIdentity {
+        name: name.to_owned(),
+        path: path.to_owned(),
+        backend: backend.to_owned(),
+        ..Default::default()
+    };
     let file = Path::new(path);
     let Ok(meta) = std::fs::metadata(file) else { return Ok(id) };
     if !meta.is_file() {

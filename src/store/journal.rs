@@ -102,7 +102,13 @@ impl Journal for SessionJournal {
         Ok(())
     }
 
-    fn decision(&mut self, probe: usize, p: &Probe, d: &Decision, candidates: &[Candidate]) -> Result<i64, JournalError> {
+    fn decision(
+        &mut self,
+        probe: usize,
+        p: &Probe,
+        d: &Decision,
+        candidates: &[Candidate],
+    ) -> Result<i64, JournalError> {
         let row = self.row(probe)?;
         let (kind, decider, best) = decision_columns(d);
         let mut kept = None;
@@ -113,7 +119,9 @@ impl Journal for SessionJournal {
                 .ok_or_else(|| err(format!("{}: no candidate {run} to keep", p.id)))?;
             let id = match self.candidates.get(&(probe, *run)) {
                 Some(id) => *id,
-                None => insert_candidate(&self.opened.store.conn, row, self.run, c, &self.sampling).map_err(self.sql())?,
+                None => {
+                    insert_candidate(&self.opened.store.conn, row, self.run, c, &self.sampling).map_err(self.sql())?
+                }
             };
             let user = self.user_turn(&p.prompt);
             let line = training_line(&TrainingExample::user_assistant(user.clone(), c.text.clone()));

@@ -133,7 +133,8 @@ mod tests {
     fn scan_finds_lines_and_a_torn_tail() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("l.jsonl");
-        let line = "{\"messages\":[{\"role\":\"user\",\"content\":\"p\"},{\"role\":\"assistant\",\"content\":\"r\"}]}\n";
+        let line =
+            "{\"messages\":[{\"role\":\"user\",\"content\":\"p\"},{\"role\":\"assistant\",\"content\":\"r\"}]}\n";
         std::fs::write(&path, format!("{line}not json\n{line}{{\"messages\":[")).expect("write");
         let idx = LessonIndex::scan(&path).expect("scan");
         let key = content_key("p", "r");

@@ -10,12 +10,11 @@ use std::path::PathBuf;
 use rusqlite::{OptionalExtension, params};
 
 use super::journal::SessionJournal;
-use super::lessonfile::{LessonIndex, content_key};
-use super::rows::{CANDIDATE_COLUMNS, candidate_from_row, decider_from, sha256_hex, sql_u64};
+use super::reconcile::reconcile;
+use super::rows::{CANDIDATE_COLUMNS, candidate_from_row, decider_from, sha256_hex};
 use super::{ModelIdentity, Opened, StoreError};
 use crate::backend::Sampling;
 use crate::distill::{Decision, ProbeStart};
-use crate::lesson::{LessonWriter, TrainingExample};
 use crate::probes::Probe;
 
 /// What identifies a session (the command line's root, model, probe set and output) and what a
@@ -41,12 +40,8 @@ pub struct SessionSpec {
 impl SessionSpec {
     #[must_use]
     pub fn key(&self) -> String {
-        let parts = serde_json::json!([
-            self.root.to_string_lossy(),
-            self.model,
-            self.probes,
-            self.output.to_string_lossy()
-        ]);
+        let parts =
+            serde_json::json!([self.root.to_string_lossy(), self.model, self.probes, self.output.to_string_lossy()]);
         sha256_hex(parts.to_string().as_bytes())
     }
 }
@@ -104,10 +99,21 @@ impl fmt::Display for ResumeReport {
                 self.to_generate
             )?;
         } else {
-            write!(f, "session {} started (run {}, {}): {} probes to generate", self.session, self.run, self.store.display(), self.to_generate)?;
+            write!(
+                f,
+                "session {} started (run {}, {}): {} probes to generate",
+                self.session,
+                self.run,
+                self.store.display(),
+                self.to_generate
+            )?;
         }
         if self.written + self.found + self.missing > 0 || self.torn_cut > 0 {
-            write!(f, "; lesson file reconciled: {} committed line(s) written, {} already present", self.written, self.found)?;
+            write!(
+                f,
+                "; lesson file reconciled: {} committed line(s) written, {} already present",
+                self.written, self.found
+            )?;
             if self.torn_cut > 0 {
                 write!(f, ", a torn line of {} bytes cut off", self.torn_cut)?;
             }
@@ -203,7 +209,13 @@ impl Opened {
                     .conn
                     .execute(
                         "INSERT INTO sessions (key, root, model, probes, output) VALUES (?1, ?2, ?3, ?4, ?5)",
-                        params![key, spec.root.to_string_lossy(), spec.model, spec.probes, spec.output.to_string_lossy()],
+                        params![
+                            key,
+                            spec.root.to_string_lossy(),
+                            spec.model,
+                            spec.probes,
+                            spec.output.to_string_lossy()
+                        ],
                     )
                     .map_err(&sql)?;
                 store.conn.last_insert_rowid()
@@ -211,7 +223,9 @@ impl Opened {
         };
         let previous_sha: Option<Option<String>> = store
             .conn
-            .query_row("SELECT model_sha256 FROM runs WHERE session_id = ?1 ORDER BY id DESC LIMIT 1", [session], |r| r.get(0))
+            .query_row("SELECT model_sha256 FROM runs WHERE session_id = ?1 ORDER BY id DESC LIMIT 1", [session], |r| {
+                r.get(0)
+            })
             .optional()
             .map_err(&sql)?;
         store
@@ -283,9 +297,7 @@ impl Opened {
                     "SELECT {CANDIDATE_COLUMNS}, id FROM candidates WHERE probe_row = ?1 AND outcome != 'cancelled' ORDER BY id"
                 ))
                 .map_err(&sql)?;
-            let rows = stmt
-                .query_map([row], |r| Ok((candidate_from_row(r)?, r.get::<_, i64>(9)?)))
-                .map_err(&sql)?;
+            let rows = stmt.query_map([row], |r| Ok((candidate_from_row(r)?, r.get::<_, i64>(9)?))).map_err(&sql)?;
             let mut stored: Vec<crate::distill::Candidate> = Vec::new();
             for r in rows {
                 let (c, id) = r.map_err(&sql)?;
@@ -309,106 +321,4 @@ impl Opened {
         let journal = SessionJournal::new(self, run, spec, probe_rows, known, index);
         Ok((journal, starts, report))
     }
-}
-
-/// A kept decision that stands, with what its line needs.
-struct Committed {
-    id: i64,
-    line: String,
-    user: String,
-    response: String,
-    written: bool,
-}
-
-fn reconcile(opened: &Opened, session: i64, spec: &SessionSpec, report: &mut ResumeReport) -> Result<LessonIndex, StoreError> {
-    let store = &opened.store;
-    let sql = store.sql();
-    let io = |source| StoreError::Io { path: spec.output.clone(), source };
-    let mut rows: Vec<i64> = Vec::new();
-    {
-        let mut stmt = store.conn.prepare("SELECT id FROM probes WHERE session_id = ?1 ORDER BY id").map_err(&sql)?;
-        for r in stmt.query_map([session], |r| r.get(0)).map_err(&sql)? {
-            rows.push(r.map_err(&sql)?);
-        }
-    }
-    let mut committed = Vec::new();
-    for row in rows {
-        let Some(e) = effective(store, row)? else { continue };
-        if e.kind != "kept" {
-            continue;
-        }
-        let c = store
-            .conn
-            .query_row(
-                "SELECT d.line, d.user_text, c.text, w.decision_id IS NOT NULL FROM decisions d
-                 JOIN candidates c ON c.id = d.candidate_id
-                 LEFT JOIN lesson_writes w ON w.decision_id = d.id WHERE d.id = ?1",
-                [e.id],
-                |r| Ok(Committed { id: e.id, line: r.get(0)?, user: r.get(1)?, response: r.get(2)?, written: r.get(3)? }),
-            )
-            .map_err(&sql)?;
-        committed.push(c);
-    }
-    committed.sort_by_key(|c| c.id);
-    let mut index = LessonIndex::scan(&spec.output).map_err(io)?;
-    let pending: Vec<&Committed> = committed.iter().filter(|c| !c.written).collect();
-
-    if let Some(torn) = index.torn.clone() {
-        let tail = read_range(&spec.output, torn.clone()).map_err(io)?;
-        // Only a line of ours is cut; anything else is left for its owner (the writer starts
-        // a new line after it).
-        if !tail.is_empty() && pending.iter().any(|c| c.line.as_bytes().starts_with(&tail)) {
-            let file = std::fs::OpenOptions::new().write(true).open(&spec.output).map_err(io)?;
-            file.set_len(torn.start).and_then(|()| file.sync_all()).map_err(io)?;
-            report.torn_cut = torn.end - torn.start;
-            index.torn = None;
-            index.len = torn.start;
-        }
-    }
-    crate::failpoint::hit("reconcile");
-    let mut writer: Option<LessonWriter> = None;
-    let output = spec.output.to_string_lossy();
-    for c in &committed {
-        let key = content_key(&c.user, &c.response);
-        if c.written {
-            if !index.contains(&key) {
-                report.missing += 1;
-            }
-            continue;
-        }
-        let (range, how) = match index.find(&key) {
-            Some(r) => {
-                report.found += 1;
-                (r, "found")
-            }
-            None => {
-                if writer.is_none() {
-                    writer = Some(LessonWriter::open(&spec.output).map_err(|e| StoreError::Other(e.to_string()))?);
-                }
-                let w = writer.as_mut().ok_or_else(|| StoreError::Other("lesson writer".into()))?;
-                let ex = TrainingExample::user_assistant(c.user.clone(), c.response.clone());
-                let r = w.append(&ex).map_err(|e| StoreError::Other(e.to_string()))?;
-                index.add(key, r.clone());
-                report.written += 1;
-                (r, "reconciled")
-            }
-        };
-        store
-            .conn
-            .execute(
-                "INSERT INTO lesson_writes (decision_id, output, start, end, how) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![c.id, output, sql_u64(range.start), sql_u64(range.end), how],
-            )
-            .map_err(&sql)?;
-    }
-    Ok(index)
-}
-
-fn read_range(path: &std::path::Path, range: std::ops::Range<u64>) -> std::io::Result<Vec<u8>> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut f = std::fs::File::open(path)?;
-    f.seek(SeekFrom::Start(range.start))?;
-    let mut buf = Vec::new();
-    f.take(range.end - range.start).read_to_end(&mut buf)?;
-    Ok(buf)
 }

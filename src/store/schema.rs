@@ -161,9 +161,7 @@ pub(super) fn check(conn: &Connection, path: &Path) -> Result<i64, StoreError> {
     if version > SCHEMA_VERSION {
         return Err(StoreError::Newer { path: path.to_owned(), found: version, known: SCHEMA_VERSION });
     }
-    let ok: String = conn
-        .query_row("PRAGMA quick_check", [], |r| r.get(0))
-        .map_err(|e| classify(path, e))?;
+    let ok: String = conn.query_row("PRAGMA quick_check", [], |r| r.get(0)).map_err(|e| classify(path, e))?;
     if ok != "ok" {
         return Err(StoreError::Corrupt { path: path.to_owned(), reason: format!("quick_check: {ok}") });
     }

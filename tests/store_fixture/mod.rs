@@ -57,7 +57,8 @@ fn session(db: &Path, dir: &Path, fresh: bool, steps: &[Step]) {
         config: serde_json::json!({ "kernel": KERNEL }),
     };
     let probes: Vec<Probe> = steps.iter().map(|s| s.probe.clone()).collect();
-    let model = ModelIdentity { name: "m".into(), path: "m.gguf".into(), backend: "llama.cpp".into(), ..Default::default() };
+    let model =
+        ModelIdentity { name: "m".into(), path: "m.gguf".into(), backend: "llama.cpp".into(), ..Default::default() };
     let (mut j, _, _) = Opened::open(db, &spec.output).expect("opens").begin(&spec, &probes, &model).expect("begins");
     for (i, s) in steps.iter().enumerate() {
         for c in &s.candidates {
@@ -90,7 +91,12 @@ pub fn build(dir: &Path) -> PathBuf {
                 Decision::Kept { run: 0, by: Decider::Gate },
             ),
             step("P2", "Name a prime.", &[("Seven is prime.", 35.0), ("Four.", 20.0)], Decision::Rejected),
-            step("P3", "Describe rain.", &[("Rain is water.", 15.0)], Decision::Skipped { best: 15.0, by: Decider::Gate }),
+            step(
+                "P3",
+                "Describe rain.",
+                &[("Rain is water.", 15.0)],
+                Decision::Skipped { best: 15.0, by: Decider::Gate },
+            ),
             step("P4", "Say hi.", &[("Hello there, friend!", 50.0)], KEEP0),
             undone,
         ],

@@ -47,7 +47,10 @@ pub(super) fn sessions(store: &Store, filter: &Filter) -> Result<Vec<i64>, Store
         let (id, model, probes) = row.map_err(store.sql())?;
         let keep = (filter.sessions.is_empty() || filter.sessions.contains(&id))
             && filter.model.as_ref().is_none_or(|m| *m == model)
-            && filter.probes.as_ref().is_none_or(|p| *p == probes);
+            && filter.probes.as_ref().is_none_or(|p| {
+                // A probe file is stored by its canonical path; a set by its name.
+                *p == probes || super::super::canonical(std::path::Path::new(p)).to_string_lossy() == probes
+            });
         if keep {
             out.push(id);
         }
@@ -59,7 +62,8 @@ pub(super) fn probes(store: &Store, sessions: &[i64]) -> Result<Vec<ProbeData>, 
     let sql = store.sql();
     let mut out = Vec::new();
     for &session in sessions {
-        let mut stmt = store.conn.prepare("SELECT id, prompt FROM probes WHERE session_id = ?1 ORDER BY id").map_err(&sql)?;
+        let mut stmt =
+            store.conn.prepare("SELECT id, prompt FROM probes WHERE session_id = ?1 ORDER BY id").map_err(&sql)?;
         let rows: Vec<(i64, String)> = stmt
             .query_map([session], |r| Ok((r.get(0)?, r.get(1)?)))
             .map_err(&sql)?
@@ -82,7 +86,9 @@ pub(super) fn probes(store: &Store, sessions: &[i64]) -> Result<Vec<ProbeData>, 
                 )
                 .map_err(&sql)?;
             let candidates = stmt
-                .query_map(params![row], |r| Ok(Cand { id: r.get(0)?, run_id: r.get(1)?, text: r.get(2)?, composite: r.get(3)? }))
+                .query_map(params![row], |r| {
+                    Ok(Cand { id: r.get(0)?, run_id: r.get(1)?, text: r.get(2)?, composite: r.get(3)? })
+                })
                 .map_err(&sql)?
                 .collect::<Result<_, _>>()
                 .map_err(&sql)?;
