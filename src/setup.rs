@@ -309,7 +309,7 @@ fn start_llama(p: &Prepared, say: &mut dyn FnMut(&str)) -> anyhow::Result<Arc<dy
         threads: p.threads,
         force_template: template.is_some_and(|t| t != crate::config::ChatTemplate::Embedded),
         fallback_template: fallback,
-        gpu_layers: p.gpu_layers.unwrap_or_else(|| if gpus.is_empty() { 0 } else { 999 }),
+        gpu_layers: p.gpu_layers.unwrap_or(if gpus.is_empty() { 0 } else { 999 }),
         limits: p.limits,
     };
     say(&format!("loading model: {}", path.display()));
