@@ -62,6 +62,8 @@ fn ask(backend: &dyn Backend, req: GenRequest, cancel_after: Option<usize>) -> A
                 a.metrics[candidate as usize] = metrics;
             }
             JobEvent::Failed { error, .. } => a.failures.push(error),
+            // llama.cpp never retries a candidate elsewhere; a restart here would be a bug.
+            JobEvent::Restart { candidate, reason } => panic!("unexpected restart of {candidate}: {reason}"),
         }
     }
     a
