@@ -31,6 +31,16 @@ use self::pool::{Endpoint, Pool};
 use super::memory::SystemProbe;
 use super::{Backend, BackendError, EndpointStatus, GenRequest, JobEvent, Limits, MemorySnapshot, ModelInfo};
 
+/// An API key. Its `Debug` shows no part of it, so logging options never leaks it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(pub String);
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ApiKey(<redacted>)")
+    }
+}
+
 /// One endpoint and its own concurrency limit (`None`: [`OpenAiOptions::concurrency`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EndpointOptions {
@@ -45,7 +55,7 @@ pub struct OpenAiOptions {
     /// The `model` sent with each request; `None` takes the first id `GET /v1/models` lists.
     pub model: Option<String>,
     /// The key itself, read from the environment variable the config names. Never logged.
-    pub api_key: Option<String>,
+    pub api_key: Option<ApiKey>,
     /// Requests in flight per endpoint, unless the endpoint sets its own.
     pub concurrency: u32,
     pub timeouts: Timeouts,
@@ -114,7 +124,8 @@ pub fn connect(opts: OpenAiOptions) -> Result<OpenAiBackend, BackendError> {
         .build()
         .map_err(|e| BackendError::Other(format!("HTTP client: {e}")))?;
     let probe_timeout = opts.timeouts.connect + Duration::from_secs(10);
-    let found = discover(&endpoints, opts.api_key.as_deref(), opts.timeouts.connect, probe_timeout)?;
+    let found =
+        discover(&endpoints, opts.api_key.as_ref().map(|k| k.0.as_str()), opts.timeouts.connect, probe_timeout)?;
     let pool = Pool::new(endpoints, client, probe_timeout, opts.batch_n);
     let mut first_ids = None;
     for (i, d) in found.iter().enumerate() {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 
 use crate::backend::Limits;
-use crate::backend::openai::{EndpointOptions, OpenAiOptions};
+use crate::backend::openai::{ApiKey, EndpointOptions, OpenAiOptions};
 use crate::cli::DistillArgs;
 use crate::config::Resolved;
 
@@ -54,7 +54,7 @@ pub fn with_key(remote: &Remote) -> anyhow::Result<OpenAiOptions> {
         if key.trim().is_empty() {
             bail!("${var} (api.api_key_env) is empty");
         }
-        o.api_key = Some(key.trim().to_owned());
+        o.api_key = Some(ApiKey(key.trim().to_owned()));
     }
     Ok(o)
 }

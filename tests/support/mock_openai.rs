@@ -37,6 +37,8 @@ pub struct Seen {
     pub number: usize,
     pub body: Value,
     pub at: Instant,
+    /// The `Authorization` header, if any.
+    pub auth: Option<String>,
 }
 
 type Script = dyn Fn(usize, &Value) -> Reply + Send + Sync;
@@ -141,7 +143,11 @@ async fn serve(mut sock: TcpStream, script: Arc<Script>, seen: Arc<Mutex<Vec<See
     }
     let body: Value = serde_json::from_slice(&buf[head_end..head_end + len]).unwrap_or(Value::Null);
     let number = count.fetch_add(1, Ordering::SeqCst);
-    seen.lock().expect("lock").push(Seen { number, body: body.clone(), at: Instant::now() });
+    let auth = head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case("authorization").then(|| v.trim().to_owned())
+    });
+    seen.lock().expect("lock").push(Seen { number, body: body.clone(), at: Instant::now(), auth });
     match script(number, &body) {
         Reply::Status { code, headers, body } => {
             let _ = write_response(&mut sock, code, &headers, &body).await;

@@ -27,7 +27,7 @@ use crate::backend::{FinishReason, GenRequest, JobEvent, Metrics};
 pub struct JobConfig {
     pub model: String,
     pub stop: Vec<String>,
-    pub api_key: Option<String>,
+    pub api_key: Option<super::ApiKey>,
     pub timeouts: Timeouts,
     /// Failed attempts after which a candidate fails (rejections of `n` or optional fields,
     /// which change the request, do not count).

@@ -85,7 +85,7 @@ pub struct Attempt {
     pub client: reqwest::Client,
     pub url: reqwest::Url,
     pub body: Vec<u8>,
-    pub api_key: Option<String>,
+    pub api_key: Option<super::ApiKey>,
     pub n: u32,
     pub timeouts: Timeouts,
 }
@@ -109,7 +109,7 @@ impl Attempt {
             .header(ACCEPT, "text/event-stream")
             .body(self.body.clone());
         if let Some(key) = &self.api_key {
-            req = req.bearer_auth(key);
+            req = req.bearer_auth(&key.0);
         }
         let sent = Instant::now();
         let deadline = sent + self.timeouts.first_byte;
@@ -127,9 +127,8 @@ impl Attempt {
                 .headers()
                 .get(RETRY_AFTER)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<f64>().ok())
-                .filter(|s| s.is_finite() && *s >= 0.0)
-                .map(|s| Duration::from_secs_f64(s).min(MAX_RETRY_AFTER));
+                .and_then(|v| wire::retry_after(v, std::time::SystemTime::now()))
+                .map(|d| d.min(MAX_RETRY_AFTER));
             let body = read_error_body(&mut resp, self.timeouts.idle).await;
             let message = if body.trim().is_empty() {
                 status.canonical_reason().unwrap_or("error").to_owned()

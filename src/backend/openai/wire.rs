@@ -162,6 +162,37 @@ pub fn body_message(body: &str) -> String {
     }
 }
 
+/// A `Retry-After` value: delay-seconds, or an HTTP date (IMF-fixdate, the only form servers
+/// send today) taken relative to `now`. A date in the past means "now".
+pub fn retry_after(value: &str, now: std::time::SystemTime) -> Option<std::time::Duration> {
+    let v = value.trim();
+    if let Ok(secs) = v.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| std::time::Duration::from_secs_f64(secs));
+    }
+    // "Sun, 06 Nov 1994 08:49:37 GMT"
+    let mut parts = v.split_once(", ")?.1.split(' ');
+    let day: i64 = parts.next()?.parse().ok()?;
+    let mon = parts.next()?;
+    let month = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+        .iter()
+        .position(|m| *m == mon)?;
+    let year: i64 = parts.next()?.parse().ok()?;
+    let mut hms = parts.next()?.split(':').map(|x| x.parse::<i64>().ok());
+    let (h, m, sec) = (hms.next()??, hms.next()??, hms.next()??);
+    if parts.next() != Some("GMT") {
+        return None;
+    }
+    // Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's days_from_civil).
+    let (y, mo) = if month < 2 { (year - 1, month as i64 + 10) } else { (year, month as i64 - 2) };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * mo + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let at = (era * 146_097 + doe - 719_468) * 86_400 + h * 3600 + m * 60 + sec;
+    let now = i64::try_from(now.duration_since(std::time::UNIX_EPOCH).ok()?.as_secs()).ok()?;
+    Some(std::time::Duration::from_secs(u64::try_from(at - now).unwrap_or(0)))
+}
+
 /// A 4xx that complains about `n`: the server cannot answer several choices in one request.
 pub fn rejects_n(message: &str) -> bool {
     // A false positive costs one retry without `n`, after which the same error is final.
@@ -241,6 +272,23 @@ mod tests {
         assert!(error_is_final(&e));
         assert!(body_message(r#"{"detail":[{"loc":["body","n"],"msg":"bad"}]}"#).contains("\"n\""));
         assert_eq!(body_message("<html>Bad Gateway</html>"), "<html>Bad Gateway</html>");
+    }
+
+    #[test]
+    fn retry_after_takes_seconds_and_dates() {
+        use std::time::{Duration, UNIX_EPOCH};
+        let now = UNIX_EPOCH + Duration::from_secs(784_111_777); // Sun, 06 Nov 1994 08:49:37 GMT
+        assert_eq!(retry_after("3", now), Some(Duration::from_secs(3)));
+        assert_eq!(retry_after(" 1.5 ", now), Some(Duration::from_millis(1500)));
+        assert_eq!(retry_after("Sun, 06 Nov 1994 08:50:07 GMT", now), Some(Duration::from_secs(30)));
+        assert_eq!(retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now), Some(Duration::ZERO));
+        assert_eq!(
+            retry_after("Thu, 01 Mar 2024 00:00:00 GMT", UNIX_EPOCH + Duration::from_secs(1_709_251_200)),
+            Some(Duration::ZERO)
+        );
+        for bad in ["-1", "soon", "Sun, 06 Nov 1994 08:49:37 PST", ""] {
+            assert_eq!(retry_after(bad, now), None, "{bad}");
+        }
     }
 
     #[test]
