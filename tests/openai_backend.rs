@@ -81,6 +81,42 @@ async fn real_server_streams_every_candidate_once() {
     assert!(mem.rss > 0);
 }
 
+/// llama-cpp-python as installed: a new request ends the stream in progress (with `[DONE]` and
+/// no `finish_reason`). The backend notices, regenerates the cut candidate and sends that
+/// server one request at a time; nothing truncated is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupting_server_is_detected_and_served_one_request_at_a_time() {
+    let srv = LlamaServer::start_with(&common::model_path("smollm2/135m"), 1, true);
+    let opts = OpenAiOptions {
+        endpoints: vec![EndpointOptions { url: srv.url(), concurrency: Some(3) }],
+        batch_n: false,
+        ..OpenAiOptions::default()
+    };
+    let backend = tokio::task::block_in_place(|| openai::connect(opts)).expect("connects");
+    let sampling = Sampling { max_tokens: 48, temperature: 0.8, seed: 3, ..Sampling::default() };
+    let req = GenRequest { messages: vec![Message::user("Describe a harbour at dawn.")], sampling, n: 3 };
+    let (tx, mut rx) = mpsc::channel(64);
+    backend.generate(req, tx, CancellationToken::new()).expect("accepted");
+    let mut streamed = vec![String::new(); 3];
+    let mut ended = vec![0; 3];
+    while let Some(ev) = tokio::time::timeout(Duration::from_secs(120), rx.recv()).await.expect("no hang") {
+        match ev {
+            JobEvent::Token { candidate, text } => streamed[candidate as usize].push_str(&text),
+            JobEvent::Restart { candidate, .. } => streamed[candidate as usize].clear(),
+            JobEvent::Done { candidate, text, finish, .. } => {
+                ended[candidate as usize] += 1;
+                assert_eq!(streamed[candidate as usize], text);
+                assert!(matches!(finish, FinishReason::Stop | FinishReason::Length), "{finish:?}");
+            }
+            JobEvent::Failed { candidate, error } => panic!("candidate {candidate} failed: {error}"),
+            JobEvent::Prefilled { .. } => {}
+        }
+    }
+    assert_eq!(ended, [1, 1, 1]);
+    let status = backend.endpoints();
+    assert_eq!((status[0].limit, status[0].done), (1, 3), "{status:?}");
+}
+
 fn lem_tui(root: &std::path::Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_lem-tui"));
     c.current_dir(root).env("LEM_TUI_LOG", root.join("lem-tui.log")).env("LEM_TUI_STORE", root.join("store.db"));

@@ -60,6 +60,11 @@ impl LlamaServer {
     /// Starts a server and waits until it answers; retries on another port if the chosen one
     /// was taken in between.
     pub fn start(model: &Path, threads: u32) -> Self {
+        Self::start_with(model, threads, false)
+    }
+
+    /// `interrupt`: keep the server's default of ending a stream when another request arrives.
+    pub fn start_with(model: &Path, threads: u32, interrupt: bool) -> Self {
         require_server_package();
         for _ in 0..5 {
             let port = free_port();
@@ -76,7 +81,7 @@ impl LlamaServer {
                     "--n_threads_batch",
                     &threads.to_string(),
                     "--interrupt_requests",
-                    "False",
+                    if interrupt { "True" } else { "False" },
                     "--verbose",
                     "False",
                 ])

@@ -293,10 +293,20 @@ impl Job {
                 if !single {
                     self.pool.set_n(f.ep, if multi { Support::Yes } else { Support::No });
                 }
+                // Still counting this flight's own slots: more means another request was in
+                // flight beside it.
+                let crowded = self.pool.in_flight(f.ep) > u32::try_from(f.cands.len()).unwrap_or(u32::MAX);
                 for (i, c) in rest {
                     if !single && !multi && i > 0 {
                         tracing::info!(endpoint = %url, "the server ignores `n`; sending one request per candidate");
                         self.requeue(c, None).await?;
+                    } else if crowded && self.pool.serialise(f.ep) {
+                        // llama-cpp-python's default (`interrupt_requests`): a new request ends
+                        // the stream in progress with [DONE] and no finish_reason.
+                        tracing::warn!(endpoint = %url, "the server cut a stream short when another request arrived; \
+                            one request at a time from now on (llama-cpp-python: --interrupt_requests False avoids this)");
+                        self.requeue(c, Some((format!("{url}: interrupted by another request"), Duration::ZERO)))
+                            .await?;
                     } else {
                         self.retry(c, format!("{url}: the stream ended before choice {i} finished"), false).await?;
                     }

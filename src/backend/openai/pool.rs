@@ -82,6 +82,8 @@ struct State {
     failures: u32,
     n: Support,
     extras: bool,
+    /// Lowered to 1 for a server seen cutting one stream short when another request arrived.
+    limit: u32,
     probing: bool,
     last_error: Option<String>,
 }
@@ -100,7 +102,7 @@ impl Pool {
     pub fn new(endpoints: Vec<Endpoint>, client: reqwest::Client, probe_timeout: Duration, batch_n: bool) -> Self {
         let state = endpoints
             .iter()
-            .map(|_| State {
+            .map(|e| State {
                 health: Health::Up,
                 in_flight: 0,
                 dispatched: 0,
@@ -110,6 +112,7 @@ impl Pool {
                 failures: 0,
                 n: if batch_n { Support::Unknown } else { Support::No },
                 extras: true,
+                limit: e.limit,
                 probing: false,
                 last_error: None,
             })
@@ -138,7 +141,7 @@ impl Pool {
             {
                 s.health = Health::Up;
             }
-            let limit = self.endpoints[i].limit;
+            let limit = s.limit;
             if !matches!(s.health, Health::Up) || s.in_flight >= limit {
                 continue;
             }
@@ -173,6 +176,19 @@ impl Pool {
 
     pub fn disable_extras(&self, i: usize) {
         self.lock()[i].extras = false;
+    }
+
+    /// Requests in flight on endpoint `i`.
+    pub fn in_flight(&self, i: usize) -> u32 {
+        self.lock()[i].in_flight
+    }
+
+    /// One request at a time from now on; false if that was already so.
+    pub fn serialise(&self, i: usize) -> bool {
+        let mut st = self.lock();
+        let was = st[i].limit;
+        st[i].limit = 1;
+        was > 1
     }
 
     pub fn add_tokens(&self, i: usize, k: u64) {
@@ -261,7 +277,7 @@ impl Pool {
                     Health::Down => "down".to_owned(),
                 },
                 in_flight: s.in_flight,
-                limit: e.limit,
+                limit: s.limit,
                 done: s.done,
                 failed: s.failed,
                 tokens: s.tokens,
