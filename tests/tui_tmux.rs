@@ -127,9 +127,10 @@ fn review_session_in_a_real_terminal() {
     let s = tmux.wait("the gauge to show the new limit", 10, |s| s.contains("/12G") && !s.contains("Limits and sampling"));
     assert!(s.contains("RSS"), "{s}");
     tmux.keys(&["x"]);
-    tmux.wait("T02 rejected", 30, |s| s.contains("T02_KINDNESS: all candidates rejected") || s.contains("run finished"));
-    let s = tmux.wait("the run to finish", 30, |s| s.contains("run finished"));
+    // The engine waits after the last decision (it could still be undone) and says so.
+    let s = tmux.wait("every probe decided", 30, |s| s.contains("all 2 probes decided"));
     assert!(s.contains("2/2 probes · kept 1 · skipped 1"), "{s}");
+    assert!(s.contains('⊘'), "T02 shows as rejected: {s}");
 
     tmux.keys(&["q"]);
     let s = tmux.wait("the process to exit", 60, |s| s.contains("LEMTUI-EXIT="));
@@ -166,4 +167,29 @@ fn review_session_in_a_real_terminal() {
     assert_eq!(candidates, 4, "two candidates per probe are recorded");
     let mode: String = db.query_row("SELECT mode FROM runs", [], |r| r.get(0)).expect("run row");
     assert!(mode.contains("review"), "{mode}");
+}
+
+/// Without a terminal the workbench refuses to draw and points at `--headless`, before any
+/// model is loaded; headless review mode is refused too (nobody could answer it).
+#[test]
+fn no_terminal_means_a_hint_not_a_garbled_file() {
+    let root = common::scratch_root(PROBES);
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_lem-tui"))
+            .current_dir(root.path())
+            .env("LEM_TUI_LOG", root.path().join("lem-tui.log"))
+            .args(["distill", "--probes", "probes.json"])
+            .args(args)
+            .output()
+            .expect("runs");
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (ok, stdout, stderr) = run(&[]);
+    assert!(!ok && stdout.is_empty(), "{stdout}");
+    assert!(stderr.contains("not a terminal") && stderr.contains("--headless"), "{stderr}");
+    assert!(!stderr.contains("loading model"), "fails before the model loads: {stderr}");
+    let (ok, _, stderr) = run(&["--headless", "--mode", "review"]);
+    assert!(!ok && stderr.contains("--mode review needs an operator"), "{stderr}");
+    let (ok, _, stderr) = run(&["--theme", "no-such-theme"]);
+    assert!(!ok && stderr.contains("no theme `no-such-theme`") && stderr.contains("high-contrast"), "{stderr}");
 }

@@ -48,15 +48,9 @@ fn configured_theme(dir: Option<&std::path::Path>) -> Option<String> {
     }
 }
 
-/// Everything the workbench needs besides the run itself. Fails when stdout is not a
-/// terminal, rather than drawing escape codes into a file or a pipe.
+/// Everything the workbench needs besides the run itself. Fails on a bad theme or keymap, and
+/// when stdout is not a terminal (rather than drawing escape codes into a file or a pipe).
 pub fn options(args: &DistillArgs, notes: &[String]) -> anyhow::Result<Options> {
-    if !std::io::stdout().is_terminal() {
-        bail!(
-            "stdout is not a terminal, so the workbench cannot be drawn; \
-             use `lem-tui distill --headless` for LEM's progress lines"
-        );
-    }
     let dir = theme::config_dir();
     let name = args.theme.clone().or_else(|| configured_theme(dir.as_deref()));
     let mut theme = Theme::resolve(name.as_deref(), dir.as_deref())?;
@@ -64,6 +58,12 @@ pub fn options(args: &DistillArgs, notes: &[String]) -> anyhow::Result<Options> 
         theme = theme.without_colour();
     }
     let keymap = Keymap::load(dir.as_deref())?;
+    if !std::io::stdout().is_terminal() {
+        bail!(
+            "stdout is not a terminal, so the workbench cannot be drawn; \
+             use `lem-tui distill --headless` for LEM's progress lines"
+        );
+    }
     Ok(Options { theme, keymap, mode: curation_mode(args)?, notes: notes.to_vec() })
 }
 

@@ -5,7 +5,8 @@ use std::time::Duration;
 use super::note;
 use crate::app::state::{Level, LiveRun, Row, State, Status};
 use crate::app::wrap::Wrapped;
-use crate::distill::{Candidate, Decision, EngineEvent, Outcome};
+use crate::app::Command;
+use crate::distill::{Candidate, CurationMode, Decision, EngineEvent, Outcome};
 
 fn live_mut(s: &mut State, run: u32) -> Option<&mut LiveRun> {
     s.live.iter_mut().find(|l| l.run == run)
@@ -125,6 +126,12 @@ pub(super) fn apply(s: &mut State, ev: EngineEvent, at: Duration) {
                 };
                 p.decision = Some(decision);
                 note(s, Level::Info, text);
+            }
+            let c = s.counts();
+            if c.done == c.total && s.settings.mode == CurationMode::Review && s.finished.is_none() {
+                // The engine waits so the last decision can still be undone.
+                let (undo, quit) = (s.keymap.hint(Command::Undo), s.keymap.hint(Command::Quit));
+                note(s, Level::Info, format!("all {} probes decided: {undo} undoes the last decision, {quit} quits", c.total));
             }
         }
         EngineEvent::Undone { probe, decision } => {

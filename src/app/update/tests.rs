@@ -78,6 +78,15 @@ fn tokens_stream_into_the_live_candidate_and_the_stream_pane() {
 }
 
 #[test]
+fn the_final_text_replaces_what_was_streamed_when_they_differ() {
+    let mut s = state(CurationMode::Auto);
+    ev(&mut s, EngineEvent::ProbeStarted { probe: 0, runs: 1 });
+    ev(&mut s, EngineEvent::Token { probe: 0, run: 0, text: "partial".into() });
+    ev(&mut s, EngineEvent::CandidateDone { probe: 0, candidate: cand(0, 50.0, "the whole answer") });
+    assert_eq!(s.stream.text.text(), "the whole answer");
+}
+
+#[test]
 fn sequential_runs_move_the_stream_to_the_streaming_candidate() {
     let mut s = state(CurationMode::Auto);
     ev(&mut s, EngineEvent::ProbeStarted { probe: 0, runs: 2 });
@@ -166,6 +175,18 @@ fn decisions_elsewhere_are_refused_locally() {
     let mut s = state(CurationMode::Auto);
     assert!(cmd(&mut s, Command::Reject).is_empty());
     assert!(s.note.as_ref().is_some_and(|n| n.text.contains("auto mode")));
+}
+
+#[test]
+fn the_last_decision_in_review_says_how_to_leave() {
+    let mut s = reviewing();
+    for probe in [1, 2] {
+        ev(&mut s, EngineEvent::ProbeDecided { probe, decision: Decision::Rejected, best: None });
+    }
+    cmd(&mut s, Command::Accept);
+    ev(&mut s, EngineEvent::ProbeDecided { probe: 0, decision: Decision::Kept { run: 1, by: Decider::Operator }, best: None });
+    assert!(s.note.as_ref().is_some_and(|n| n.text.contains("all 3 probes decided: u undoes")), "{:?}", s.note);
+    assert_eq!(cmd(&mut s, Command::Quit), vec![Effect::Quit], "nothing is generating: no question");
 }
 
 #[test]
