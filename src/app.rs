@@ -176,9 +176,7 @@ pub async fn run(prepared: Prepared, backend: Arc<dyn Backend>, opts: Options) -
     cancel.cancel();
     if !engine_done {
         // The engine may be blocked sending to us: keep draining until it returns.
-        let drain = async {
-            while ev_rx.recv().await.is_some() {}
-        };
+        let drain = async { while ev_rx.recv().await.is_some() {} };
         let _ = tokio::time::timeout(Duration::from_secs(30), drain).await;
         match tokio::time::timeout(Duration::from_secs(30), &mut engine_task).await {
             Ok(Ok(Ok(s))) => summary = Some(s),

@@ -171,10 +171,11 @@ impl Theme {
     }
 
     pub fn bundled(name: &str) -> Result<Self, ThemeError> {
-        let (_, text) = BUNDLED
-            .iter()
-            .find(|(n, _)| *n == name)
-            .ok_or_else(|| ThemeError::NotFound { name: name.into(), dir: "-".into(), known: known_themes() })?;
+        let (_, text) = BUNDLED.iter().find(|(n, _)| *n == name).ok_or_else(|| ThemeError::NotFound {
+            name: name.into(),
+            dir: "-".into(),
+            known: known_themes(),
+        })?;
         let file = format!("themes/{name}.yaml");
         let (t, set) = Self::parse(text, &file, None)?;
         if let Some(i) = set.iter().position(|s| !s) {

@@ -57,14 +57,25 @@ pub fn render(s: &State, t: &Theme, f: &mut Frame) {
             f,
             area,
             "Quit?",
-            &["A candidate is being generated.", "Quitting cancels it; every decision so far is", "already in the lesson file."],
+            &[
+                "A candidate is being generated.",
+                "Quitting cancels it; every decision so far is",
+                "already in the lesson file.",
+            ],
             s,
         ),
         Some(Modal::ConfirmAccept { probe, run, score, gate }) => {
             let id = s.probes.get(*probe).map_or("?", |p| p.id.as_str());
             let l1 = format!("{id}: candidate {} scores {score:.1},", run + 1);
             let l2 = format!("below the gate of {gate:.1}.");
-            overlays::confirm(t, f, area, "Keep below the gate?", &[&l1, &l2, "Write it to the lesson file anyway?"], s);
+            overlays::confirm(
+                t,
+                f,
+                area,
+                "Keep below the gate?",
+                &[&l1, &l2, "Write it to the lesson file anyway?"],
+                s,
+            );
         }
         Some(Modal::Detail { probe, run, text, top }) => overlays::detail(s, (*probe, *run), text, *top, t, f, area),
     }

@@ -123,13 +123,22 @@ impl Run {
         let mut r = Self::new(mode, width, height);
         update(&mut r.s, Action::Memory { snapshot: memory(), at: Duration::ZERO });
         r.ev(EngineEvent::ProbeStarted { probe: 0, runs: 3 });
-        for (i, c) in [cand(0, 52.1, ANSWER), cand(1, 47.0, "Short."), cand(2, 38.9, "Paris.")].into_iter().enumerate() {
+        for (i, c) in [cand(0, 52.1, ANSWER), cand(1, 47.0, "Short."), cand(2, 38.9, "Paris.")].into_iter().enumerate()
+        {
             let _ = i;
             r.ev(EngineEvent::CandidateDone { probe: 0, candidate: c });
         }
-        r.ev(EngineEvent::ProbeDecided { probe: 0, decision: Decision::Kept { run: 0, by: Decider::Gate }, best: None });
+        r.ev(EngineEvent::ProbeDecided {
+            probe: 0,
+            decision: Decision::Kept { run: 0, by: Decider::Gate },
+            best: None,
+        });
         r.ev(EngineEvent::ProbeStarted { probe: 1, runs: 3 });
-        r.ev(EngineEvent::ProbeDecided { probe: 1, decision: Decision::Skipped { best: 12.0, by: Decider::Gate }, best: None });
+        r.ev(EngineEvent::ProbeDecided {
+            probe: 1,
+            decision: Decision::Skipped { best: 12.0, by: Decider::Gate },
+            best: None,
+        });
         r.ev(EngineEvent::ProbeStarted { probe: 2, runs: 3 });
         r.ev(EngineEvent::Prefilled { probe: 2, prompt_tokens: 40, elapsed: Duration::from_millis(50) });
         for (i, w) in ANSWER.split_inclusive(' ').enumerate() {

@@ -124,7 +124,8 @@ fn review_session_in_a_real_terminal() {
     tmux.keys(&["l"]);
     tmux.wait("the limits form", 10, |s| s.contains("Limits and sampling"));
     tmux.keys(&["BSpace", "BSpace", "BSpace", "BSpace", "1", "2", "Enter"]);
-    let s = tmux.wait("the gauge to show the new limit", 10, |s| s.contains("/12G") && !s.contains("Limits and sampling"));
+    let s =
+        tmux.wait("the gauge to show the new limit", 10, |s| s.contains("/12G") && !s.contains("Limits and sampling"));
     assert!(s.contains("RSS"), "{s}");
     tmux.keys(&["x"]);
     // The engine waits after the last decision (it could still be undone) and says so.
@@ -182,7 +183,11 @@ fn no_terminal_means_a_hint_not_a_garbled_file() {
             .args(args)
             .output()
             .expect("runs");
-        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
     let (ok, stdout, stderr) = run(&[]);
     assert!(!ok && stdout.is_empty(), "{stdout}");

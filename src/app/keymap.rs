@@ -180,7 +180,11 @@ impl Keymap {
                 .into_vec()
                 .into_iter()
                 .map(|k| {
-                    Key::parse(&k).ok_or_else(|| KeymapError::BadKey { file: file.into(), command: name.clone(), key: k })
+                    Key::parse(&k).ok_or_else(|| KeymapError::BadKey {
+                        file: file.into(),
+                        command: name.clone(),
+                        key: k,
+                    })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             map.bindings.insert(cmd, parsed);
@@ -189,7 +193,12 @@ impl Keymap {
         for (cmd, keys) in &map.bindings {
             for k in keys {
                 if let Some(other) = seen.insert(*k, *cmd) {
-                    return Err(KeymapError::Conflict { file: file.into(), key: k.label(), a: other.name(), b: cmd.name() });
+                    return Err(KeymapError::Conflict {
+                        file: file.into(),
+                        key: k.label(),
+                        a: other.name(),
+                        b: cmd.name(),
+                    });
                 }
             }
         }

@@ -8,8 +8,8 @@ use crate::distill::{Candidate, CurationMode, Decision, Outcome, Settings, Summa
 use crate::probes::Probe;
 
 pub use super::form::LimitsForm;
-pub use super::throughput::Throughput;
 use super::keymap::Keymap;
+pub use super::throughput::Throughput;
 use super::wrap::Wrapped;
 
 /// Where a probe is in the run.
@@ -101,9 +101,19 @@ pub enum Modal {
     Limits(Box<LimitsForm>),
     ConfirmQuit,
     /// Keeping a candidate under the gate needs a yes.
-    ConfirmAccept { probe: usize, run: u32, score: f64, gate: f64 },
+    ConfirmAccept {
+        probe: usize,
+        run: u32,
+        score: f64,
+        gate: f64,
+    },
     /// A candidate's full text and score breakdown.
-    Detail { probe: usize, run: u32, text: Wrapped, top: usize },
+    Detail {
+        probe: usize,
+        run: u32,
+        text: Wrapped,
+        top: usize,
+    },
 }
 
 /// How keys are read at the moment (see the keymap).
@@ -244,7 +254,9 @@ impl State {
                 }
                 let p = &self.probes[i];
                 f.split_whitespace().all(|w| {
-                    p.id.to_lowercase().contains(w) || p.domain.to_lowercase().contains(w) || p.status.label().starts_with(w)
+                    p.id.to_lowercase().contains(w)
+                        || p.domain.to_lowercase().contains(w)
+                        || p.status.label().starts_with(w)
                 })
             })
             .collect()

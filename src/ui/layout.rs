@@ -25,7 +25,12 @@ pub fn too_small(area: Rect) -> bool {
 
 /// The inside of a bordered block.
 pub fn inner(r: Rect) -> Rect {
-    Rect { x: r.x.saturating_add(1), y: r.y.saturating_add(1), width: r.width.saturating_sub(2), height: r.height.saturating_sub(2) }
+    Rect {
+        x: r.x.saturating_add(1),
+        y: r.y.saturating_add(1),
+        width: r.width.saturating_sub(2),
+        height: r.height.saturating_sub(2),
+    }
 }
 
 /// `rows` is the candidate table's row count (it grows up to a limit).

@@ -26,7 +26,8 @@ pub fn level(ratio: f64) -> Role {
 
 /// `label ████░░░░ used/of`; `of` = 0 draws an empty bar with "no limit".
 fn bar<'a>(label: &str, used: u64, of: u64, width: usize, t: &Theme) -> Line<'a> {
-    let figures = if of > 0 { format!(" {}/{}", bytes(used), bytes(of)) } else { format!(" {} (no limit)", bytes(used)) };
+    let figures =
+        if of > 0 { format!(" {}/{}", bytes(used), bytes(of)) } else { format!(" {} (no limit)", bytes(used)) };
     let bar_w = width.saturating_sub(7 + figures.chars().count());
     #[allow(clippy::cast_precision_loss)]
     let ratio = if of > 0 { used as f64 / of as f64 } else { 0.0 };

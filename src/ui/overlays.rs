@@ -68,7 +68,10 @@ pub fn limits(s: &State, form: &LimitsForm, t: &Theme, f: &mut Frame, area: Rect
             Span::styled(format!(" {}", field.hint), t.style(Role::Dim)),
         ]));
         lines.push(match &field.error {
-            Some(e) => Line::styled(format!("    {}", fit(e, usize::from(inner.width).saturating_sub(4))), t.style(Role::Error)),
+            Some(e) => Line::styled(
+                format!("    {}", fit(e, usize::from(inner.width).saturating_sub(4))),
+                t.style(Role::Error),
+            ),
             None => Line::raw(""),
         });
     }

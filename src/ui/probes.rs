@@ -52,12 +52,21 @@ pub fn render(s: &State, t: &Theme, f: &mut Frame, area: Rect) {
     // status glyph, id, [status label], [domain], best
     let show_label = w >= 34;
     let show_domain = w >= 44;
-    let id_w = if show_domain { w.saturating_sub(31) } else if show_label { w.saturating_sub(19) } else { w.saturating_sub(8) };
+    let id_w = if show_domain {
+        w.saturating_sub(31)
+    } else if show_label {
+        w.saturating_sub(19)
+    } else {
+        w.saturating_sub(8)
+    };
     let mut lines = Vec::with_capacity(h);
     for &i in visible.iter().skip(offset).take(h) {
         let p = &s.probes[i];
         let st = t.style(status_role(p.status));
-        let best = p.best().and_then(crate::distill::Candidate::composite).map_or_else(|| "   -".into(), |g| format!("{g:4.1}"));
+        let best = p
+            .best()
+            .and_then(crate::distill::Candidate::composite)
+            .map_or_else(|| "   -".into(), |g| format!("{g:4.1}"));
         let mut spans = vec![
             Span::styled(format!("{} ", glyph(p.status)), st),
             Span::styled(format!("{:<id_w$}", fit(&p.id, id_w)), t.style(Role::Text)),
@@ -68,11 +77,12 @@ pub fn render(s: &State, t: &Theme, f: &mut Frame, area: Rect) {
         if show_domain {
             spans.push(Span::styled(format!(" {:<11}", fit(&p.domain, 11)), t.style(Role::Dim)));
         }
-        let gate = t.style(if p.best().and_then(crate::distill::Candidate::composite).is_some_and(|g| g >= s.info.gate) {
-            Role::GatePass
-        } else {
-            Role::Dim
-        });
+        let gate =
+            t.style(if p.best().and_then(crate::distill::Candidate::composite).is_some_and(|g| g >= s.info.gate) {
+                Role::GatePass
+            } else {
+                Role::Dim
+            });
         spans.push(Span::styled(format!(" {best:>5}"), gate));
         let mut line = Line::from(spans);
         if i == s.selected {

@@ -43,12 +43,7 @@ pub fn lines<'a>(c: Option<&Candidate>, gate: f64, t: &Theme) -> Vec<Line<'a>> {
         Outcome::Cancelled => out.push(kv("outcome", "cancelled".into(), t, Role::Failed)),
     }
     let m = &c.metrics;
-    out.push(kv(
-        "tokens",
-        format!("{} in, {} out", m.prompt_tokens, m.generated_tokens),
-        t,
-        Role::Text,
-    ));
+    out.push(kv("tokens", format!("{} in, {} out", m.prompt_tokens, m.generated_tokens), t, Role::Text));
     out.push(kv(
         "speed",
         format!("{:.0} tok/s, ttft {:.2}s, {:.1}s", m.decode_tok_s, m.ttft.as_secs_f64(), m.wall.as_secs_f64()),

@@ -15,12 +15,9 @@ pub fn render(s: &State, t: &Theme, f: &mut Frame, area: Rect) {
         (Some((p, run)), Some(Row::Live(l))) => {
             format!("Stream · {} · candidate {} · {} tok", s.probes[p].id, run + 1, l.tokens)
         }
-        (Some((p, run)), Some(Row::Done(c))) => format!(
-            "Text · {} · candidate {} · {} tok",
-            s.probes[p].id,
-            run + 1,
-            c.metrics.generated_tokens
-        ),
+        (Some((p, run)), Some(Row::Done(c))) => {
+            format!("Text · {} · candidate {} · {} tok", s.probes[p].id, run + 1, c.metrics.generated_tokens)
+        }
         _ => "Stream".to_owned(),
     };
     let b = block(&title, focused(s, Pane::Stream), t);
@@ -45,7 +42,12 @@ pub fn render(s: &State, t: &Theme, f: &mut Frame, area: Rect) {
         let below = text.rows() - top - h;
         let marker = format!(" ▼ {below} more below ({} follows) ", s.keymap.hint(crate::app::Command::Bottom));
         let w = u16::try_from(marker.chars().count()).unwrap_or(u16::MAX).min(area.width.saturating_sub(2));
-        let r = Rect { x: area.x + area.width.saturating_sub(w + 1), y: area.bottom().saturating_sub(1), width: w, height: 1 };
+        let r = Rect {
+            x: area.x + area.width.saturating_sub(w + 1),
+            y: area.bottom().saturating_sub(1),
+            width: w,
+            height: 1,
+        };
         f.render_widget(Paragraph::new(Span::styled(marker, t.style(Role::Marker))), r);
     }
 }

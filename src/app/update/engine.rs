@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use super::note;
+use crate::app::Command;
 use crate::app::state::{Level, LiveRun, Row, State, Status};
 use crate::app::wrap::Wrapped;
-use crate::app::Command;
 use crate::distill::{Candidate, CurationMode, Decision, EngineEvent, Outcome};
 
 fn live_mut(s: &mut State, run: u32) -> Option<&mut LiveRun> {
@@ -32,7 +32,8 @@ pub(super) fn apply(s: &mut State, ev: EngineEvent, at: Duration) {
                 s.reviewing = None;
             }
             let base = s.probes.get(probe).map_or(0, |p| u32::try_from(p.candidates.len()).unwrap_or(0));
-            s.live = (base..base + runs).map(|run| LiveRun { run, text: String::new(), tokens: 0, done: false }).collect();
+            s.live =
+                (base..base + runs).map(|run| LiveRun { run, text: String::new(), tokens: 0, done: false }).collect();
             if let Some(p) = s.probes.get_mut(probe) {
                 p.status = Status::Generating;
             }
@@ -131,7 +132,11 @@ pub(super) fn apply(s: &mut State, ev: EngineEvent, at: Duration) {
             if c.done == c.total && s.settings.mode == CurationMode::Review && s.finished.is_none() {
                 // The engine waits so the last decision can still be undone.
                 let (undo, quit) = (s.keymap.hint(Command::Undo), s.keymap.hint(Command::Quit));
-                note(s, Level::Info, format!("all {} probes decided: {undo} undoes the last decision, {quit} quits", c.total));
+                note(
+                    s,
+                    Level::Info,
+                    format!("all {} probes decided: {undo} undoes the last decision, {quit} quits", c.total),
+                );
             }
         }
         EngineEvent::Undone { probe, decision } => {
@@ -204,4 +209,3 @@ fn status_of(d: &Decision, candidates: &[Candidate]) -> Status {
         }
     }
 }
-

@@ -123,11 +123,10 @@ fn accept_sends_the_selected_candidate() {
     assert_eq!(cmd(&mut s, Command::Accept), review_fx(0, Review::Accept { run: 1, below_gate_ok: false }));
     assert!(s.decision_sent);
     assert!(cmd(&mut s, Command::Accept).is_empty(), "no second decision before the engine answers");
-    ev(&mut s, EngineEvent::ProbeDecided {
-        probe: 0,
-        decision: Decision::Kept { run: 1, by: Decider::Operator },
-        best: None,
-    });
+    ev(
+        &mut s,
+        EngineEvent::ProbeDecided { probe: 0, decision: Decision::Kept { run: 1, by: Decider::Operator }, best: None },
+    );
     assert_eq!(s.probes[0].status, Status::Kept);
     assert_eq!((s.reviewing, s.decision_sent), (None, false));
     assert_eq!(s.counts().kept, 1);
@@ -184,7 +183,10 @@ fn the_last_decision_in_review_says_how_to_leave() {
         ev(&mut s, EngineEvent::ProbeDecided { probe, decision: Decision::Rejected, best: None });
     }
     cmd(&mut s, Command::Accept);
-    ev(&mut s, EngineEvent::ProbeDecided { probe: 0, decision: Decision::Kept { run: 1, by: Decider::Operator }, best: None });
+    ev(
+        &mut s,
+        EngineEvent::ProbeDecided { probe: 0, decision: Decision::Kept { run: 1, by: Decider::Operator }, best: None },
+    );
     assert!(s.note.as_ref().is_some_and(|n| n.text.contains("all 3 probes decided: u undoes")), "{:?}", s.note);
     assert_eq!(cmd(&mut s, Command::Quit), vec![Effect::Quit], "nothing is generating: no question");
 }
@@ -193,7 +195,10 @@ fn the_last_decision_in_review_says_how_to_leave() {
 fn undo_and_undone() {
     let mut s = reviewing();
     cmd(&mut s, Command::Accept);
-    ev(&mut s, EngineEvent::ProbeDecided { probe: 0, decision: Decision::Kept { run: 1, by: Decider::Operator }, best: None });
+    ev(
+        &mut s,
+        EngineEvent::ProbeDecided { probe: 0, decision: Decision::Kept { run: 1, by: Decider::Operator }, best: None },
+    );
     assert_eq!(cmd(&mut s, Command::Undo), vec![Effect::Control(Control::Undo)]);
     ev(&mut s, EngineEvent::Undone { probe: 0, decision: Decision::Kept { run: 1, by: Decider::Operator } });
     assert_eq!(s.probes[0].status, Status::Review);
@@ -240,7 +245,10 @@ fn limits_form_validates_and_applies_changes() {
     assert_eq!(
         fx,
         vec![
-            Effect::Control(Control::SetLimits(Limits { memory_bytes: 12 * crate::backend::memory::GIB, cache_bytes: 8 * crate::backend::memory::GIB })),
+            Effect::Control(Control::SetLimits(Limits {
+                memory_bytes: 12 * crate::backend::memory::GIB,
+                cache_bytes: 8 * crate::backend::memory::GIB
+            })),
             Effect::Control(Control::SetRuns(3)),
         ]
     );
@@ -384,11 +392,25 @@ fn engine_news_updates_counts_notes_and_memory() {
     let mut s = state(CurationMode::Auto);
     ev(&mut s, EngineEvent::Prefilled { probe: 0, prompt_tokens: 100, elapsed: Duration::from_millis(50) });
     assert_eq!(s.throughput.prefill_tok_s, Some(2000.0));
-    ev(&mut s, EngineEvent::ProbeDecided { probe: 1, decision: Decision::Skipped { best: 12.0, by: Decider::Gate }, best: None });
+    ev(
+        &mut s,
+        EngineEvent::ProbeDecided {
+            probe: 1,
+            decision: Decision::Skipped { best: 12.0, by: Decider::Gate },
+            best: None,
+        },
+    );
     assert_eq!(s.probes[1].status, Status::Skipped);
     let failed = Candidate { outcome: Outcome::Failed("boom".into()), ..cand(0, 0.0, "") };
     s.probes[2].candidates.push(failed);
-    ev(&mut s, EngineEvent::ProbeDecided { probe: 2, decision: Decision::Skipped { best: 0.0, by: Decider::Gate }, best: None });
+    ev(
+        &mut s,
+        EngineEvent::ProbeDecided {
+            probe: 2,
+            decision: Decision::Skipped { best: 0.0, by: Decider::Gate },
+            best: None,
+        },
+    );
     assert_eq!(s.probes[2].status, Status::Failed);
     ev(&mut s, EngineEvent::Resumed { done: vec![(0, Decision::Rejected)] });
     assert_eq!(s.probes[0].status, Status::Rejected);
@@ -413,7 +435,8 @@ fn engine_news_updates_counts_notes_and_memory() {
 fn eta_from_the_pace_so_far() {
     let mut s = state(CurationMode::Auto);
     update(&mut s, Action::Engine { event: EngineEvent::ProbeStarted { probe: 0, runs: 1 }, at: Duration::ZERO });
-    let kept = EngineEvent::ProbeDecided { probe: 0, decision: Decision::Kept { run: 0, by: Decider::Gate }, best: None };
+    let kept =
+        EngineEvent::ProbeDecided { probe: 0, decision: Decision::Kept { run: 0, by: Decider::Gate }, best: None };
     update(&mut s, Action::Engine { event: kept, at: Duration::from_secs(10) });
     assert_eq!(s.eta(), Some(Duration::from_secs(20)));
     assert_eq!(s.counts().pass_rate(), Some(100.0));
