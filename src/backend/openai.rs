@@ -14,6 +14,7 @@ mod job;
 mod pool;
 pub mod sse;
 mod stream;
+mod verdict;
 pub mod wire;
 
 use std::sync::{Arc, Mutex, PoisonError};

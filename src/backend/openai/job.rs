@@ -8,6 +8,8 @@
 //! views are first told to forget them with [`JobEvent::Restart`]. A choice that finished
 //! (it sent its `finish_reason`) is complete whatever happens to the rest of its stream.
 
+mod cand;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,9 +19,11 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use self::cand::Cand;
 use super::pool::{Pool, Slots, Support};
 use super::stream::{Attempt, AttemptError, Msg, Timeouts};
-use super::wire::{self, Body, Usage};
+use super::verdict::{Verdict, verdict};
+use super::wire::{Body, Usage};
 use crate::backend::{FinishReason, GenRequest, JobEvent, Metrics};
 
 /// Settings every request of a backend shares.
@@ -34,18 +38,6 @@ pub struct JobConfig {
     pub max_attempts: u32,
     /// How long candidates wait while every endpoint is down before they fail.
     pub give_up: Duration,
-}
-
-#[derive(Default)]
-struct Cand {
-    attempt: Option<u64>,
-    failures: u32,
-    not_before: Option<Instant>,
-    text: String,
-    tokens: u32,
-    first: Option<Instant>,
-    finish: Option<(FinishReason, Instant)>,
-    done: bool,
 }
 
 struct Flight {
@@ -323,48 +315,32 @@ impl Job {
         };
         let msg = format!("{url}: {err}");
         tracing::warn!(attempt, error = %msg, "attempt failed");
-        match err {
-            AttemptError::Status { code: 429, retry_after, .. } => {
-                let wait = retry_after.unwrap_or(Duration::from_secs(1));
+        match verdict(&err, !single, f.extras) {
+            Verdict::Rest(wait) => {
                 self.pool.rest(f.ep, Instant::now() + wait, &msg);
                 for (_, c) in rest {
                     self.retry(c, msg.clone(), false).await?;
                 }
             }
-            AttemptError::Status { code, ref message, .. } if (400..500).contains(&code) && code != 408 => {
-                if !single && wire::rejects_n(message) {
+            v @ (Verdict::WithoutN | Verdict::WithoutExtras) => {
+                if v == Verdict::WithoutN {
                     tracing::info!(endpoint = %url, "the server refuses `n`; sending one request per candidate");
                     self.pool.set_n(f.ep, Support::No);
-                    for (_, c) in rest {
-                        self.requeue(c, None).await?;
-                    }
-                } else if f.extras && wire::rejects_extras(message) {
+                } else {
                     tracing::info!(endpoint = %url, "the server refuses top_k/repeat_penalty/stream_options; not sending them");
                     self.pool.disable_extras(f.ep);
-                    for (_, c) in rest {
-                        self.requeue(c, None).await?;
-                    }
-                } else {
-                    // The request itself is wrong (auth, model name, prompt too long): every
-                    // endpoint would say the same.
-                    for (_, c) in rest {
-                        self.fail(c, msg.clone()).await?;
-                    }
+                }
+                for (_, c) in rest {
+                    self.requeue(c, None).await?;
                 }
             }
-            AttemptError::Server { fatal: true, .. } => {
+            Verdict::Fail => {
                 for (_, c) in rest {
                     self.fail(c, msg.clone()).await?;
                 }
             }
-            AttemptError::Connect(_) | AttemptError::Broken(_) => {
-                self.pool.failed(f.ep, true, &msg);
-                for (_, c) in rest {
-                    self.retry(c, msg.clone(), true).await?;
-                }
-            }
-            _ => {
-                self.pool.failed(f.ep, false, &msg);
+            Verdict::Retry { down } => {
+                self.pool.failed(f.ep, down, &msg);
                 for (_, c) in rest {
                     self.retry(c, msg.clone(), true).await?;
                 }
@@ -375,20 +351,9 @@ impl Job {
 
     async fn complete(&mut self, c: usize, f: &Flight, usage: Option<Usage>) -> Result<(), Gone> {
         let cand = &mut self.cands[c];
-        let Some((finish, at)) = cand.finish else { return Ok(()) };
+        let Some((finish, _)) = cand.finish else { return Ok(()) };
         cand.done = true;
-        let generated = usage.and_then(|u| u.completion_tokens).unwrap_or(cand.tokens);
-        let prompt_tokens = usage.and_then(|u| u.prompt_tokens).unwrap_or(0);
-        let first = cand.first.unwrap_or(at);
-        let ttft = first.duration_since(f.sent);
-        let metrics = Metrics {
-            prompt_tokens,
-            generated_tokens: generated,
-            ttft,
-            prefill_tok_s: Metrics::rate(prompt_tokens, ttft),
-            decode_tok_s: Metrics::rate(generated.saturating_sub(1), at.duration_since(first)),
-            wall: at.duration_since(f.sent),
-        };
+        let metrics = cand.metrics(f.sent, usage);
         let text = std::mem::take(&mut cand.text);
         self.emit(JobEvent::Done { candidate: c as u32, text, finish, metrics }).await
     }
@@ -415,15 +380,7 @@ impl Job {
     /// Back to the queue; views forget what it streamed.
     async fn requeue(&mut self, c: usize, why: Option<(String, Duration)>) -> Result<(), Gone> {
         let (reason, delay) = why.unwrap_or_else(|| ("sent again without `n`".to_owned(), Duration::ZERO));
-        let cand = &mut self.cands[c];
-        let streamed = cand.tokens > 0;
-        cand.attempt = None;
-        cand.text.clear();
-        cand.tokens = 0;
-        cand.first = None;
-        cand.finish = None;
-        cand.not_before = Some(Instant::now() + delay);
-        if streamed {
+        if self.cands[c].reset(Instant::now() + delay) {
             self.emit(JobEvent::Restart { candidate: c as u32, reason }).await?;
         }
         Ok(())
