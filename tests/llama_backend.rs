@@ -101,19 +101,31 @@ fn smollm2_streams_tokens_and_reports_metrics() {
     assert!(mem.system_total > 0 && mem.kv_bytes > 0);
 }
 
-#[test]
-fn batched_greedy_candidates_match_a_single_stream() {
-    let backend = spawn(opts("smollm2/135m", None)).expect("SmolLM2 loads");
-    let msg = vec![Message::user("Name three colours of the rainbow.")];
-    let one = ask(&backend, GenRequest { messages: msg.clone(), sampling: greedy(32), n: 1 }, None);
-    let three = ask(&backend, GenRequest { messages: msg, sampling: greedy(32), n: 3 }, None);
-    assert!(one.failures.is_empty() && three.failures.is_empty());
-    // Batched decoding may differ in the last float bits, so compare a solid prefix.
-    let prefix: String = one.texts[0].chars().take(24).collect();
-    assert!(prefix.len() >= 10, "single stream produced {:?}", one.texts[0]);
-    for t in &three.texts {
-        assert!(t.starts_with(&prefix), "batched candidate {t:?} does not start with {prefix:?}");
+/// Batching must never change what the model is asked: with greedy sampling, every candidate of
+/// a batched run starts with the first 16 tokens of a single-sequence run of the same prompt.
+fn batched_greedy_matches_single(spec: &str, template: Option<&str>, prompt: &str) {
+    let backend = spawn(opts(spec, template)).expect("model loads");
+    let msg = vec![Message::user(prompt)];
+    let single = ask(&backend, GenRequest { messages: msg.clone(), sampling: greedy(16), n: 1 }, None);
+    assert!(single.failures.is_empty(), "{:?}", single.failures);
+    assert_eq!(single.metrics[0].generated_tokens, 16, "16 tokens without an early stop: {:?}", single.texts[0]);
+    for n in [3, 8] {
+        let batched = ask(&backend, GenRequest { messages: msg.clone(), sampling: greedy(24), n }, None);
+        assert!(batched.failures.is_empty(), "{:?}", batched.failures);
+        for t in &batched.texts {
+            assert!(t.starts_with(&single.texts[0]), "{spec} n={n}: {t:?} does not start with {:?}", single.texts[0]);
+        }
     }
+}
+
+#[test]
+fn batched_greedy_candidates_match_a_single_stream_smollm2() {
+    batched_greedy_matches_single("smollm2/135m", None, "Write a long essay about the history of bridges.");
+}
+
+#[test]
+fn batched_greedy_candidates_match_a_single_stream_gemma3() {
+    batched_greedy_matches_single("gemma3/270m", Some("gemma"), "Write a long essay about the history of bridges.");
 }
 
 #[test]
