@@ -107,7 +107,8 @@ impl Store {
         Ok(store)
     }
 
-    /// Opens an existing database without creating or migrating it (exports, checks).
+    /// Opens an existing database (exports): never creates one, but brings an older schema up to
+    /// date like [`Store::open`].
     pub fn open_existing(path: &Path) -> Result<Self, StoreError> {
         if !path.is_file() {
             return Err(StoreError::Other(format!(
@@ -119,7 +120,7 @@ impl Store {
         let conn = Connection::open_with_flags(path, flags).map_err(|e| classify(path, e))?;
         let store = Self { conn, path: path.to_owned() };
         store.configure()?;
-        schema::check(&store.conn, path)?;
+        schema::migrate(&store.conn, path)?;
         Ok(store)
     }
 

@@ -1,12 +1,15 @@
 //! Sessions survive SIGKILL. Headless runs of the real binary on the default model are killed
-//! at random moments and at exact ones (failpoints: mid-token, after a candidate's commit,
-//! between a decision's commit and its line, half-way through a line, between the line and its
-//! record, during the resume's reconciliation), each followed by a resume. Afterwards the
-//! database opens and passes an integrity check, every lesson line is complete JSON, nothing
-//! is in the file twice, every accept committed before the kill is in the file, and probes
-//! decided before the kill are not generated again.
+//! at exact moments (failpoints: mid-token, after a candidate's commit, between a decision's
+//! commit and its line, half-way through a line, between the line and its record, during the
+//! resume's reconciliation) and at random ones (a random delay after a random line of the
+//! run's output, so start-up, model load, generation, scoring and writing are all hit however
+//! loaded the machine is), each followed by a resume. Afterwards the database opens and passes
+//! an integrity check, every lesson line is complete JSON, nothing is in the file twice, every
+//! accept committed before the kill is in the file, and probes decided before the kill are not
+//! generated again.
 //!
-//! `cargo test --release --test store_kill -- --nocapture` prints the trials.
+//! `cargo test --release --test store_kill -- --nocapture` prints the trials; `KILL_SEED=N`
+//! replays a draw of random moments.
 #![cfg(feature = "llama")]
 
 mod common;
@@ -58,9 +61,13 @@ fn lines(child: &mut Child) -> mpsc::Receiver<String> {
     rx
 }
 
+#[derive(Clone, Copy)]
 enum Kill {
+    /// Freeze at a failpoint (`name` or `name@n`), then kill.
     At(&'static str),
-    After(Duration),
+    /// Kill `delay` after the process printed its `line`-th stderr line (0 = at spawn). Anchored
+    /// on output rather than on the clock, so a loaded machine still kills mid-run.
+    AfterLine { line: usize, delay: Duration },
 }
 
 struct Trial {
@@ -74,21 +81,29 @@ struct Trial {
 fn killed_run(root: &Path, seed: u64, kill: &Kill) -> (bool, String) {
     let failpoint = match kill {
         Kill::At(f) => Some(*f),
-        Kill::After(_) => None,
+        Kill::AfterLine { .. } => None,
     };
     let mut child = command(root, failpoint, seed).spawn().expect("spawns");
     let rx = lines(&mut child);
     let started = Instant::now();
-    let mut last = String::new();
     let limit = Duration::from_secs(600);
+    let mut last = String::new();
+    let mut seen = 0;
+    // When the line to count from arrived.
+    let mut anchor = matches!(kill, Kill::AfterLine { line: 0, .. }).then(Instant::now);
     loop {
-        let deadline = match kill {
-            Kill::After(d) => d.saturating_sub(started.elapsed()),
-            Kill::At(_) => limit.saturating_sub(started.elapsed()),
-        };
-        match rx.recv_timeout(deadline.min(Duration::from_millis(50))) {
+        match rx.recv_timeout(Duration::from_millis(5)) {
             Ok(l) => {
-                let reached = matches!(kill, Kill::At(f) if l == format!("failpoint {} reached", f.split('@').next().unwrap_or(f)));
+                seen += 1;
+                let reached = match kill {
+                    Kill::At(f) => l == format!("failpoint {} reached", f.split('@').next().unwrap_or(f)),
+                    Kill::AfterLine { line, .. } => {
+                        if seen == *line {
+                            anchor = Some(Instant::now());
+                        }
+                        false
+                    }
+                };
                 last = l;
                 if reached {
                     break;
@@ -101,11 +116,12 @@ fn killed_run(root: &Path, seed: u64, kill: &Kill) -> (bool, String) {
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
         }
-        match kill {
-            Kill::After(d) if started.elapsed() >= *d => break,
-            Kill::At(f) => assert!(started.elapsed() < limit, "failpoint {f} not reached in {limit:?}"),
-            Kill::After(_) => {}
+        if let (Kill::AfterLine { delay, .. }, Some(at)) = (kill, anchor)
+            && at.elapsed() >= *delay
+        {
+            break;
         }
+        assert!(started.elapsed() < limit, "nothing to kill at in {limit:?} (last: {last})");
     }
     child.kill().expect("SIGKILL"); // std sends SIGKILL on Unix
     let _ = child.wait();
@@ -174,7 +190,7 @@ fn check_files(root: &Path, context: &str) -> Vec<(String, String)> {
     pairs
 }
 
-fn schedule() -> Vec<Kill> {
+fn schedule(rng: &mut Rng) -> Vec<Kill> {
     use Kill::At;
     let mut s = vec![
         At("token@1"),
@@ -190,38 +206,49 @@ fn schedule() -> Vec<Kill> {
         At("line-appended@3"),
         At("reconcile"),
     ];
-    // Pseudo-random moments over a whole run, reproducible from the printed seed.
-    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(7, |d| d.as_nanos() as u64);
-    println!("random kill seed {seed}");
-    let mut x = seed | 1;
     for _ in 0..14 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        s.push(Kill::After(Duration::from_millis(x % 950)));
+        s.push(rng.kill());
     }
     s
+}
+
+/// xorshift64, seeded from the clock and printed, so a failing draw can be replayed.
+struct Rng(u64);
+
+impl Rng {
+    fn new() -> Self {
+        let seed = std::env::var("KILL_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(7, |d| d.as_nanos() as u64)
+        });
+        println!("random kills: KILL_SEED={seed}");
+        Self(seed | 1)
+    }
+
+    fn next(&mut self, below: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % below
+    }
+
+    /// A moment anywhere in a run: during start-up and model load (lines 0-3), or up to 0.4 s
+    /// into any stretch of generation, scoring and writing (the run's 9 progress lines).
+    fn kill(&mut self) -> Kill {
+        let line = self.next(13) as usize;
+        Kill::AfterLine { line, delay: Duration::from_millis(self.next(400)) }
+    }
 }
 
 #[test]
 fn sigkill_at_any_moment_loses_and_duplicates_nothing() {
     common::model_path("smollm2/135m");
-    // One clean run to learn how long a run takes here: random kills spread over it.
-    let calib = common::scratch_root(PROBES);
-    let t0 = Instant::now();
-    resume(calib.path(), 1);
-    let full = t0.elapsed();
-    println!("a whole run takes {full:?}");
-
+    let started = Instant::now();
     let mut trials: Vec<Trial> = Vec::new();
     let mut kills = 0;
-    for (n, kill) in schedule().into_iter().enumerate() {
-        let root = common::scratch_root(PROBES);
+    let mut rng = Rng::new();
+    for (n, kill) in schedule(&mut rng).into_iter().enumerate() {
+        let mut root = common::scratch_root(PROBES);
         let seed = 100 + n as u64;
-        let kill = match kill {
-            Kill::After(d) => Kill::After(full.mul_f64(d.as_millis() as f64 / 1000.0)),
-            k => k,
-        };
         let how = match &kill {
             Kill::At(f) if *f == "reconcile" => {
                 // Needs a decision committed but not written: make one, then kill the resume
@@ -231,9 +258,24 @@ fn sigkill_at_any_moment_loses_and_duplicates_nothing() {
                 "failpoint reconcile (after decision-committed@1)".to_owned()
             }
             Kill::At(f) => format!("failpoint {f}"),
-            Kill::After(d) => format!("random at {:.2}s", d.as_secs_f64()),
+            Kill::AfterLine { .. } => String::new(),
         };
-        let (killed, last) = killed_run(root.path(), seed, &kill);
+        let (mut killed, mut last) = killed_run(root.path(), seed, &kill);
+        let mut how = how;
+        if let Kill::AfterLine { line, delay } = kill {
+            how = format!("random: {}ms after line {line}", delay.as_millis());
+            // A moment past the end of the run: draw again, on a new session.
+            let mut draws = 0;
+            while !killed && draws < 5 {
+                root = common::scratch_root(PROBES);
+                let again = rng.kill();
+                if let Kill::AfterLine { line, delay } = again {
+                    how = format!("random: {}ms after line {line} (redrawn)", delay.as_millis());
+                }
+                (killed, last) = killed_run(root.path(), seed, &again);
+                draws += 1;
+            }
+        }
         kills += usize::from(killed);
         let (kept_before, decided_before) = committed(&root.path().join("store.sqlite3"));
 
@@ -272,6 +314,6 @@ fn sigkill_at_any_moment_loses_and_duplicates_nothing() {
         let last: String = t.last.chars().take(70).collect();
         println!("{n:<4} {:<52} {:<7} {last}", t.how, t.killed);
     }
-    println!("{kills} of {} runs killed", trials.len());
+    println!("{kills} of {} runs killed; {:.0}s in all", trials.len(), started.elapsed().as_secs_f64());
     assert!(kills >= MIN_KILLS, "only {kills} runs were killed");
 }
