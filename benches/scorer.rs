@@ -8,10 +8,7 @@ use std::hint::black_box;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use lem_tui::scorer::{Mode, Scorer, Thresholds};
 
-const INPUTS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/vectors/grammar-v3/grammar-v3-inputs.jsonl"
-);
+const INPUTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/vectors/grammar-v3/grammar-v3-inputs.jsonl");
 
 fn long_records() -> Vec<(String, String)> {
     let text = std::fs::read_to_string(INPUTS).expect("reading grammar-v3 inputs");

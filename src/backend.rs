@@ -56,7 +56,15 @@ pub struct Sampling {
 impl Default for Sampling {
     fn default() -> Self {
         // go-inference's defaults when an option is absent: 256 tokens, greedy.
-        Self { max_tokens: 256, temperature: 0.0, top_p: 0.0, top_k: 0, repeat_penalty: 0.0, seed: 0, ignore_eos: false }
+        Self {
+            max_tokens: 256,
+            temperature: 0.0,
+            top_p: 0.0,
+            top_k: 0,
+            repeat_penalty: 0.0,
+            seed: 0,
+            ignore_eos: false,
+        }
     }
 }
 

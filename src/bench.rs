@@ -64,7 +64,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     let backend = setup::start_backend(&prepared, &mut say)?;
     let prompts: Vec<String> = prepared.probes.iter().take(args.prompts.max(1)).map(|p| p.prompt.clone()).collect();
     let max_tokens = if args.distill.max_tokens > 0 { args.distill.max_tokens } else { 128 };
-    let sampling = Sampling { max_tokens, ignore_eos: true, seed: args.distill.seed.unwrap_or(42), ..prepared.distill.sampling };
+    let sampling =
+        Sampling { max_tokens, ignore_eos: true, seed: args.distill.seed.unwrap_or(42), ..prepared.distill.sampling };
     let ns = &args.n;
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
 
@@ -97,7 +98,12 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
     })
 }
 
-async fn measure(backend: &Arc<dyn Backend>, prompts: &[String], n: u32, sampling: Sampling) -> anyhow::Result<Figures> {
+async fn measure(
+    backend: &Arc<dyn Backend>,
+    prompts: &[String],
+    n: u32,
+    sampling: Sampling,
+) -> anyhow::Result<Figures> {
     let mut walls = Vec::new();
     let mut prompt_tokens = Vec::new();
     let (mut decode, mut ttft, mut prefill, mut count) = (0.0, 0.0, 0.0, 0.0);
@@ -131,7 +137,10 @@ async fn measure(backend: &Arc<dyn Backend>, prompts: &[String], n: u32, samplin
         }
         walls.push(started.elapsed());
     }
-    Ok(Figures { prompt_tokens, ..figures(n, sampling.max_tokens, &walls, decode / count, ttft / count, prefill / count) })
+    Ok(Figures {
+        prompt_tokens,
+        ..figures(n, sampling.max_tokens, &walls, decode / count, ttft / count, prefill / count)
+    })
 }
 
 #[allow(clippy::cast_precision_loss)]
@@ -198,7 +207,10 @@ fn run_peer(
     child.stdin.take().context("peer stdin")?.write_all(job.to_string().as_bytes())?;
     let out = child.wait_with_output()?;
     if !out.status.success() {
-        bail!("the peer failed ({}); is llama-cpp-python installed? `python3 -m pip install llama-cpp-python`", out.status);
+        bail!(
+            "the peer failed ({}); is llama-cpp-python installed? `python3 -m pip install llama-cpp-python`",
+            out.status
+        );
     }
     let parsed: PeerOut = serde_json::from_slice(&out.stdout).context("parsing the peer's JSON")?;
     // The peer reports no prompt token count; lem-tui's is the same prompt through the same template.

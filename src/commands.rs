@@ -166,7 +166,11 @@ pub fn export(args: &crate::cli::ExportArgs) -> anyhow::Result<ExitCode> {
         c.sessions,
         c.probes,
         c.duplicates,
-        if c.unpaired > 0 { format!(", {} kept probe(s) without a rejected candidate", c.unpaired) } else { String::new() }
+        if c.unpaired > 0 {
+            format!(", {} kept probe(s) without a rejected candidate", c.unpaired)
+        } else {
+            String::new()
+        }
     );
     eprintln!("manifest {} sha256 {}", m.manifest_path.display(), m.sha256);
     println!("{}", m.sha256);
@@ -206,8 +210,7 @@ pub fn models(args: &ModelsArgs) -> anyhow::Result<ExitCode> {
             }
         }
         ModelsAction::Fetch { models } => {
-            let wanted: Vec<&String> =
-                if models.is_empty() { specs.iter().collect() } else { models.iter().collect() };
+            let wanted: Vec<&String> = if models.is_empty() { specs.iter().collect() } else { models.iter().collect() };
             for spec in wanted {
                 let (model, _) = crate::config::load_model(&args.root, spec)?;
                 let Some(fetch) = &model.fetch else {

@@ -17,13 +17,13 @@ pub use api::{ApiConfig, ApiEndpoint, ApiTimeouts, check_endpoint_url, check_env
 pub use dry_run::{dry_run_text, go_fixed};
 pub use error::{ConfigError, ConfigWarning, ConfigWarningKind};
 pub use load::{
-    Loaded, ai_dir, ai_yaml_path, available_models, load_ai_config, load_model, load_model_config,
-    load_probes_config, load_yaml, model_yaml_path, probes_yaml_path,
+    Loaded, ai_dir, ai_yaml_path, available_models, load_ai_config, load_model, load_model_config, load_probes_config,
+    load_yaml, model_yaml_path, probes_yaml_path,
 };
 pub use resolve::{Flags, Kernel, Resolved, merge, output_path, resolve};
 pub use schema::{
-    AiConfig, BackendChoice, Baselines, ChatTemplate, DistillConfig, Fetch, GenerateConfig,
-    KNOWN_BACKENDS, ModelConfig, ModelPaths, ProbeSetConfig, ProbesConfig, ScorerConfig,
+    AiConfig, BackendChoice, Baselines, ChatTemplate, DistillConfig, Fetch, GenerateConfig, KNOWN_BACKENDS,
+    ModelConfig, ModelPaths, ProbeSetConfig, ProbesConfig, ScorerConfig,
 };
 
 /// The user turn LEM (from `8408cc0`) writes to the training file: kernel, blank line, prompt,

@@ -64,7 +64,10 @@ pub enum CurationMode {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
-    Scored { grammar: GrammarScore, delta: DeltaScore },
+    Scored {
+        grammar: GrammarScore,
+        delta: DeltaScore,
+    },
     /// Shorter than `min_chars` after trimming; not a candidate.
     TooShort,
     Failed(String),
@@ -139,10 +142,15 @@ pub enum Decision {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Review {
     /// Keep candidate `run`. Below the gate this needs `below_gate_ok`, the explicit confirmation.
-    Accept { run: u32, below_gate_ok: bool },
+    Accept {
+        run: u32,
+        below_gate_ok: bool,
+    },
     RejectAll,
     /// Generate `n` more candidates for this probe, then ask again.
-    More { n: u32 },
+    More {
+        n: u32,
+    },
     /// Decide nothing about quality; move on.
     Skip,
 }
@@ -154,7 +162,9 @@ pub enum Control {
     Pause,
     Resume,
     /// Stop after the probe in progress has been decided and written (or at once if `now`).
-    Stop { now: bool },
+    Stop {
+        now: bool,
+    },
     /// End the request in flight; its candidates finish as cancelled.
     CancelGeneration,
     SetMode(CurationMode),
@@ -163,7 +173,10 @@ pub enum Control {
     SetRuns(u32),
     SetTemperature(f32),
     /// A decision for the probe awaiting review.
-    Review { probe: usize, review: Review },
+    Review {
+        probe: usize,
+        review: Review,
+    },
     /// Take back the most recent decision: its lesson line is removed and the probe is
     /// reviewed again.
     Undo,
@@ -198,20 +211,56 @@ pub struct Summary {
 pub enum EngineEvent {
     Settings(Settings),
     /// Probes already decided in an earlier session (resume), reported once at start.
-    Resumed { done: Vec<(usize, Decision)> },
-    ProbeStarted { probe: usize, runs: u32 },
-    Prefilled { probe: usize, prompt_tokens: u32, elapsed: Duration },
-    Token { probe: usize, run: u32, text: String },
+    Resumed {
+        done: Vec<(usize, Decision)>,
+    },
+    ProbeStarted {
+        probe: usize,
+        runs: u32,
+    },
+    Prefilled {
+        probe: usize,
+        prompt_tokens: u32,
+        elapsed: Duration,
+    },
+    Token {
+        probe: usize,
+        run: u32,
+        text: String,
+    },
     /// The text streamed for `run` is void: the backend is generating it again (a remote
     /// endpoint failed mid-stream). Clear its stream; its `CandidateDone` is still to come.
-    Restarted { probe: usize, run: u32, reason: String },
-    CandidateDone { probe: usize, candidate: Candidate },
-    AwaitingReview { probe: usize, candidates: Vec<Candidate>, best: Option<u32>, gate: f64 },
-    ProbeDecided { probe: usize, decision: Decision, best: Option<Candidate> },
-    Undone { probe: usize, decision: Decision },
+    Restarted {
+        probe: usize,
+        run: u32,
+        reason: String,
+    },
+    CandidateDone {
+        probe: usize,
+        candidate: Candidate,
+    },
+    AwaitingReview {
+        probe: usize,
+        candidates: Vec<Candidate>,
+        best: Option<u32>,
+        gate: f64,
+    },
+    ProbeDecided {
+        probe: usize,
+        decision: Decision,
+        best: Option<Candidate>,
+    },
+    Undone {
+        probe: usize,
+        decision: Decision,
+    },
     /// A command that could not be carried out, and why.
-    Refused { reason: String },
-    Paused { reason: String },
+    Refused {
+        reason: String,
+    },
+    Paused {
+        reason: String,
+    },
     Unpaused,
     Finished(Summary),
 }
@@ -346,8 +395,7 @@ impl Run {
             self.wait_while_paused().await?;
             if self.stop || self.eng_cancelled() {
                 if !self.queue.is_empty() {
-                    self.summary.stopped_early =
-                        Some(format!("stopped with {} probe(s) left", self.queue.len()));
+                    self.summary.stopped_early = Some(format!("stopped with {} probe(s) left", self.queue.len()));
                 }
                 return Ok(());
             }
@@ -720,7 +768,14 @@ impl Run {
             JobEvent::Done { candidate, text, finish, metrics } => {
                 let outcome =
                     if finish == FinishReason::Cancelled { Outcome::Cancelled } else { self.score(prompt, &text) };
-                Candidate { run: run0 + candidate, text, outcome, metrics, seed: seed(candidate), temperature: sampling.temperature }
+                Candidate {
+                    run: run0 + candidate,
+                    text,
+                    outcome,
+                    metrics,
+                    seed: seed(candidate),
+                    temperature: sampling.temperature,
+                }
             }
             JobEvent::Failed { candidate, error } => Candidate {
                 run: run0 + candidate,

@@ -68,14 +68,8 @@ impl TrainingExample {
     pub fn user_assistant(user: impl Into<String>, assistant: impl Into<String>) -> Self {
         Self {
             messages: vec![
-                ChatMessage {
-                    role: "user".into(),
-                    content: user.into(),
-                },
-                ChatMessage {
-                    role: "assistant".into(),
-                    content: assistant.into(),
-                },
+                ChatMessage { role: "user".into(), content: user.into() },
+                ChatMessage { role: "assistant".into(), content: assistant.into() },
             ],
         }
     }
@@ -86,13 +80,8 @@ impl TrainingExample {
 /// never produces).
 #[must_use]
 pub fn training_line(ex: &TrainingExample) -> String {
-    let mut s = String::with_capacity(
-        32 + ex
-            .messages
-            .iter()
-            .map(|m| m.role.len() + m.content.len() + 32)
-            .sum::<usize>(),
-    );
+    let mut s =
+        String::with_capacity(32 + ex.messages.iter().map(|m| m.role.len() + m.content.len() + 32).sum::<usize>());
     s.push_str("{\"messages\":[");
     for (i, m) in ex.messages.iter().enumerate() {
         if i > 0 {
@@ -135,9 +124,7 @@ impl LessonError {
     #[must_use]
     pub fn into_io(self) -> io::Error {
         match self {
-            Self::CreateDir { source, .. }
-            | Self::Open { source, .. }
-            | Self::Write { source, .. } => source,
+            Self::CreateDir { source, .. } | Self::Open { source, .. } | Self::Write { source, .. } => source,
         }
     }
 }
@@ -155,11 +142,9 @@ impl std::fmt::Display for LessonWarning {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::CreatedDirectory(p) => write!(f, "created directory {}", p.display()),
-            Self::TornLastLine(p) => write!(
-                f,
-                "{} ends with an incomplete line; appending from a new line",
-                p.display()
-            ),
+            Self::TornLastLine(p) => {
+                write!(f, "{} ends with an incomplete line; appending from a new line", p.display())
+            }
         }
     }
 }
@@ -179,14 +164,8 @@ impl LessonWriter {
     pub fn open(path: &Path) -> Result<Self, LessonError> {
         let mut warnings = Vec::new();
         // No let-chains: the crate's declared MSRV (1.85) predates them.
-        if let Some(dir) = path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty() && !d.exists())
-        {
-            fs::create_dir_all(dir).map_err(|source| LessonError::CreateDir {
-                path: dir.to_owned(),
-                source,
-            })?;
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+            fs::create_dir_all(dir).map_err(|source| LessonError::CreateDir { path: dir.to_owned(), source })?;
             let w = LessonWarning::CreatedDirectory(dir.to_owned());
             tracing::info!("{w}");
             warnings.push(w);
@@ -195,10 +174,7 @@ impl LessonWriter {
         opts.append(true).create(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o644);
-        let open_err = |source| LessonError::Open {
-            path: path.to_owned(),
-            source,
-        };
+        let open_err = |source| LessonError::Open { path: path.to_owned(), source };
         let file = opts.open(path).map_err(open_err)?;
         let needs_newline = ends_mid_line(path).map_err(open_err)?;
         if needs_newline {
@@ -206,12 +182,7 @@ impl LessonWriter {
             tracing::warn!("{w}");
             warnings.push(w);
         }
-        Ok(Self {
-            file,
-            path: path.to_owned(),
-            needs_newline,
-            warnings,
-        })
+        Ok(Self { file, path: path.to_owned(), needs_newline, warnings })
     }
 
     /// Writes one line with a single `write_all` and syncs it, so a crash leaves either the whole
@@ -224,10 +195,7 @@ impl LessonWriter {
         if self.needs_newline {
             line.insert(0, '\n');
         }
-        let write_err = |source| LessonError::Write {
-            path: self.path.clone(),
-            source,
-        };
+        let write_err = |source| LessonError::Write { path: self.path.clone(), source };
         let before = self.file.metadata().map_err(write_err)?.len();
         if crate::failpoint::triggers("lesson-mid-line") {
             // What a crash in the middle of the write would leave: half a line, synced.
@@ -235,11 +203,8 @@ impl LessonWriter {
             let _ = self.file.write_all(half).and_then(|()| self.file.sync_data());
             crate::failpoint::pause("lesson-mid-line");
         }
-        let written = self
-            .file
-            .write_all(line.as_bytes())
-            .and_then(|()| self.file.flush())
-            .and_then(|()| self.file.sync_data());
+        let written =
+            self.file.write_all(line.as_bytes()).and_then(|()| self.file.flush()).and_then(|()| self.file.sync_data());
         if let Err(e) = written {
             // Best effort: a torn line would corrupt the JSONL for every later reader.
             let _ = self.file.set_len(before);
@@ -252,10 +217,7 @@ impl LessonWriter {
     /// Takes back the line written at `range`, which must still be the end of the file (an undo
     /// of the last decision). Refuses if anything was appended after it, by us or another writer.
     pub fn remove_last(&mut self, range: std::ops::Range<u64>) -> Result<(), LessonError> {
-        let err = |source| LessonError::Write {
-            path: self.path.clone(),
-            source,
-        };
+        let err = |source| LessonError::Write { path: self.path.clone(), source };
         let len = self.file.metadata().map_err(err)?.len();
         if len != range.end {
             return Err(err(io::Error::other(format!(

@@ -23,11 +23,6 @@ pub fn init(path: Option<&Path>) -> Option<PathBuf> {
     }
     let file = OpenOptions::new().create(true).append(true).open(&path).ok()?;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(Mutex::new(file))
-        .with_ansi(false)
-        .try_init()
-        .ok()?;
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(Mutex::new(file)).with_ansi(false).try_init().ok()?;
     Some(path)
 }

@@ -52,11 +52,7 @@ pub fn load_probes(root: &Path, spec: &str) -> Result<ProbeSet, ProbeError> {
     let spec_is_file = Path::new(spec).is_file();
     match load_probes_config(root) {
         Ok(loaded) => {
-            let mut warnings: Vec<ProbeWarning> = loaded
-                .warnings
-                .into_iter()
-                .map(ProbeWarning::Config)
-                .collect();
+            let mut warnings: Vec<ProbeWarning> = loaded.warnings.into_iter().map(ProbeWarning::Config).collect();
             if let Some(set) = loaded.config.sets.get(spec) {
                 let mut files = Vec::with_capacity(set.files.len());
                 for file in &set.files {
@@ -83,22 +79,13 @@ pub fn load_probes(root: &Path, spec: &str) -> Result<ProbeSet, ProbeError> {
             if spec_is_file {
                 return load_files(spec, None, vec![PathBuf::from(spec)]);
             }
-            Err(ProbeError::NotFound {
-                spec: spec.to_owned(),
-                probes_yaml,
-                available: None,
-            })
+            Err(ProbeError::NotFound { spec: spec.to_owned(), probes_yaml, available: None })
         }
         Err(err) => {
             if !spec_is_file {
-                return Err(ProbeError::ProbesYaml {
-                    spec: spec.to_owned(),
-                    source: err,
-                });
+                return Err(ProbeError::ProbesYaml { spec: spec.to_owned(), source: err });
             }
-            let w = ProbeWarning::ProbesYamlIgnored {
-                error: err.to_string(),
-            };
+            let w = ProbeWarning::ProbesYamlIgnored { error: err.to_string() };
             tracing::warn!("{w}");
             let mut out = load_files(spec, None, vec![PathBuf::from(spec)])?;
             out.warnings.insert(0, w);
@@ -108,19 +95,12 @@ pub fn load_probes(root: &Path, spec: &str) -> Result<ProbeSet, ProbeError> {
 }
 
 fn set_file(root: &Path, set: &str, file: &str) -> Result<PathBuf, ProbeError> {
-    let tried = vec![
-        root.join("training").join("lem").join(file),
-        root.join(file),
-    ];
-    tried
-        .iter()
-        .find(|p| p.is_file())
-        .cloned()
-        .ok_or_else(|| ProbeError::SetFileMissing {
-            set: set.to_owned(),
-            file: file.to_owned(),
-            tried,
-        })
+    let tried = vec![root.join("training").join("lem").join(file), root.join(file)];
+    tried.iter().find(|p| p.is_file()).cloned().ok_or_else(|| ProbeError::SetFileMissing {
+        set: set.to_owned(),
+        file: file.to_owned(),
+        tried,
+    })
 }
 
 fn load_files(name: &str, phase: Option<i64>, files: Vec<PathBuf>) -> Result<ProbeSet, ProbeError> {
@@ -129,16 +109,9 @@ fn load_files(name: &str, phase: Option<i64>, files: Vec<PathBuf>) -> Result<Pro
     let mut seen: HashMap<String, ProbeLocation> = HashMap::new();
     for file in &files {
         for (index, probe) in read_probe_file(file)?.into_iter().enumerate() {
-            let here = ProbeLocation {
-                file: file.clone(),
-                index,
-            };
+            let here = ProbeLocation { file: file.clone(), index };
             if let Some(first) = seen.get(&probe.id) {
-                let w = ProbeWarning::DuplicateId {
-                    id: probe.id.clone(),
-                    first: first.clone(),
-                    second: here,
-                };
+                let w = ProbeWarning::DuplicateId { id: probe.id.clone(), first: first.clone(), second: here };
                 tracing::warn!("{w}");
                 warnings.push(w);
             } else {
@@ -148,74 +121,45 @@ fn load_files(name: &str, phase: Option<i64>, files: Vec<PathBuf>) -> Result<Pro
         }
     }
     tracing::info!("loaded {} probes", probes.len());
-    Ok(ProbeSet {
-        name: name.to_owned(),
-        phase,
-        probes,
-        files,
-        warnings,
-    })
+    Ok(ProbeSet { name: name.to_owned(), phase, probes, files, warnings })
 }
 
 /// Reads one JSON array of probes, collecting every invalid element before failing.
 pub fn read_probe_file(path: &Path) -> Result<Vec<Probe>, ProbeError> {
-    let bytes = fs::read(path).map_err(|source| ProbeError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
+    let bytes = fs::read(path).map_err(|source| ProbeError::Read { path: path.to_owned(), source })?;
     let elements: Vec<Value> = serde_json::from_slice(&bytes).map_err(|e| ProbeError::Syntax {
         path: path.to_owned(),
         line: e.line(),
         column: e.column(),
         message: e.to_string(),
     })?;
-    let source = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let source = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
 
     let mut probes = Vec::with_capacity(elements.len());
     let mut problems = Vec::new();
     for (index, element) in elements.iter().enumerate() {
         match parse_probe(element, &source) {
             Ok(p) => probes.push(p),
-            Err((id, kinds)) => problems.extend(kinds.into_iter().map(|kind| ProbeProblem {
-                index,
-                id: id.clone(),
-                kind,
-            })),
+            Err((id, kinds)) => {
+                problems.extend(kinds.into_iter().map(|kind| ProbeProblem { index, id: id.clone(), kind }))
+            }
         }
     }
-    if problems.is_empty() {
-        Ok(probes)
-    } else {
-        Err(ProbeError::Invalid {
-            path: path.to_owned(),
-            problems,
-        })
-    }
+    if problems.is_empty() { Ok(probes) } else { Err(ProbeError::Invalid { path: path.to_owned(), problems }) }
 }
 
 type Problems = (Option<String>, Vec<ProblemKind>);
 
 fn parse_probe(element: &Value, source: &str) -> Result<Probe, Problems> {
     let Value::Object(obj) = element else {
-        return Err((
-            None,
-            vec![ProblemKind::NotAnObject {
-                found: kind_of(element),
-            }],
-        ));
+        return Err((None, vec![ProblemKind::NotAnObject { found: kind_of(element) }]));
     };
     let mut kinds = Vec::new();
     let mut string_field = |field: &'static str| match go_field(obj, field) {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.clone()),
         Some(other) => {
-            kinds.push(ProblemKind::WrongType {
-                field,
-                found: kind_of(other),
-            });
+            kinds.push(ProblemKind::WrongType { field, found: kind_of(other) });
             None
         }
     };
@@ -234,22 +178,13 @@ fn parse_probe(element: &Value, source: &str) -> Result<Probe, Problems> {
     if !kinds.is_empty() {
         return Err((id.filter(|s| !s.trim().is_empty()), kinds));
     }
-    Ok(Probe {
-        id: id.unwrap_or_default(),
-        domain,
-        prompt: prompt.unwrap_or_default(),
-        source: source.to_owned(),
-    })
+    Ok(Probe { id: id.unwrap_or_default(), domain, prompt: prompt.unwrap_or_default(), source: source.to_owned() })
 }
 
 /// Go's encoding/json matches object keys to fields case-insensitively, preferring an exact
 /// match; a probe file written as `"Prompt"` loads in LEM, so it must load here too.
 fn go_field<'a>(obj: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
-    obj.get(name).or_else(|| {
-        obj.iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
-    })
+    obj.get(name).or_else(|| obj.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
 }
 
 fn kind_of(v: &Value) -> &'static str {

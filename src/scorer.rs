@@ -43,10 +43,7 @@ pub struct Thresholds {
 
 impl Default for Thresholds {
     fn default() -> Self {
-        Thresholds {
-            echo: 0.6,
-            uplift: 5.0,
-        }
+        Thresholds { echo: 0.6, uplift: 5.0 }
     }
 }
 
@@ -185,18 +182,13 @@ pub struct Scorer {
 
 impl std::fmt::Debug for Scorer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Scorer")
-            .field("mode", &self.mode)
-            .finish_non_exhaustive()
+        f.debug_struct("Scorer").field("mode", &self.mode).finish_non_exhaustive()
     }
 }
 
 impl Scorer {
     pub fn new(mode: Mode) -> Self {
-        Scorer {
-            mode,
-            tables: Tables::new(mode),
-        }
+        Scorer { mode, tables: Tables::new(mode) }
     }
 
     pub fn mode(&self) -> Mode {
@@ -211,14 +203,8 @@ impl Scorer {
     pub fn tokenise(&self, text: &str) -> Vec<Token> {
         let an = self.analyse(text, true);
         let name = |id: u32| an.names.list[id as usize].to_string();
-        let verb = |base: u32| TokenKind::Verb {
-            base: name(base),
-            tense: Tense::Base,
-        };
-        let noun = |base: u32| TokenKind::Noun {
-            base: name(base),
-            plural: false,
-        };
+        let verb = |base: u32| TokenKind::Verb { base: name(base), tense: Tense::Base };
+        let noun = |base: u32| TokenKind::Noun { base: name(base), plural: false };
         let mut pending = an.resolutions.iter().peekable();
         let mut out = Vec::with_capacity(an.tokens.len());
         for (i, (&tok, &(raw, word))) in an.tokens.iter().zip(&an.raws).enumerate() {
@@ -237,44 +223,17 @@ impl Scorer {
             };
             let (kind, confidence, alt) = match an.entries[e].class {
                 Class::Article(a) => (TokenKind::Article(a), 1.0, None),
-                Class::Verb { base, tense } => (
-                    TokenKind::Verb {
-                        base: name(base),
-                        tense,
-                    },
-                    1.0,
-                    None,
-                ),
-                Class::Noun { base, plural } => (
-                    TokenKind::Noun {
-                        base: name(base),
-                        plural,
-                    },
-                    1.0,
-                    None,
-                ),
-                Class::Ambiguous { base } => match pending.next_if(|(at, _)| *at == i).map(|p| p.1)
-                {
+                Class::Verb { base, tense } => (TokenKind::Verb { base: name(base), tense }, 1.0, None),
+                Class::Noun { base, plural } => (TokenKind::Noun { base: name(base), plural }, 1.0, None),
+                Class::Ambiguous { base } => match pending.next_if(|(at, _)| *at == i).map(|p| p.1) {
                     Some(r) if r.as_verb => (verb(base), r.conf, Some((noun(base), r.alt_conf))),
                     Some(r) => (noun(base), r.conf, Some((verb(base), r.alt_conf))),
                     None => (TokenKind::Unknown, 0.0, None),
                 },
-                Class::Word { cat } => (
-                    TokenKind::Word {
-                        category: name(cat),
-                    },
-                    1.0,
-                    None,
-                ),
+                Class::Word { cat } => (TokenKind::Word { category: name(cat) }, 1.0, None),
                 Class::Unknown => (TokenKind::Unknown, 0.0, None),
             };
-            out.push(Token {
-                raw: raw.to_owned(),
-                lower: text::go_lower(word),
-                kind,
-                confidence,
-                alt,
-            });
+            out.push(Token { raw: raw.to_owned(), lower: text::go_lower(word), kind, confidence, alt });
         }
         out
     }
@@ -296,22 +255,12 @@ impl Scorer {
 
     /// What distill does per candidate (`ScoreResponse` then `ComputeDelta`), with the
     /// response tokenised once and reused for both.
-    pub fn score_with_delta(
-        &self,
-        prompt: &str,
-        response: &str,
-        t: Thresholds,
-    ) -> (GrammarScore, DeltaScore) {
+    pub fn score_with_delta(&self, prompt: &str, response: &str, t: Thresholds) -> (GrammarScore, DeltaScore) {
         self.score_against(&self.imprint(prompt), response, t)
     }
 
     /// As [`Scorer::score_with_delta`], with the prompt's imprint computed once per probe.
-    pub fn score_against(
-        &self,
-        prompt: &Imprint,
-        response: &str,
-        t: Thresholds,
-    ) -> (GrammarScore, DeltaScore) {
+    pub fn score_against(&self, prompt: &Imprint, response: &str, t: Thresholds) -> (GrammarScore, DeltaScore) {
         let response = self.imprint(response);
         let response_score = response.grammar_score();
         let prompt_score = prompt.grammar_score();

@@ -187,9 +187,9 @@ pub fn prepare(args: &DistillArgs) -> anyhow::Result<Prepared> {
         sequential: args.sequential,
         output,
     };
-    let threads = args.threads.unwrap_or_else(|| {
-        std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(1))
-    });
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| u32::try_from(n.get()).unwrap_or(1)));
     let limits = Limits::from_gb(resolved.cache_limit_gb, resolved.memory_limit_gb);
     let model_name = resolved.model.name.clone();
     let remote = match backend {

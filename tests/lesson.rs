@@ -2,9 +2,7 @@
 
 use std::fs;
 
-use lem_tui::lesson::{
-    ChatMessage, LessonWarning, LessonWriter, TrainingExample, go_json_string, training_line,
-};
+use lem_tui::lesson::{ChatMessage, LessonWarning, LessonWriter, TrainingExample, go_json_string, training_line};
 use proptest::prelude::*;
 
 fn esc(s: &str) -> String {
@@ -76,28 +74,16 @@ fn training_line_is_what_go_marshal_writes() {
     );
     let three = TrainingExample {
         messages: vec![
-            ChatMessage {
-                role: "system".into(),
-                content: "k".into(),
-            },
-            ChatMessage {
-                role: "user".into(),
-                content: "p".into(),
-            },
-            ChatMessage {
-                role: "assistant".into(),
-                content: "r".into(),
-            },
+            ChatMessage { role: "system".into(), content: "k".into() },
+            ChatMessage { role: "user".into(), content: "p".into() },
+            ChatMessage { role: "assistant".into(), content: "r".into() },
         ],
     };
     assert_eq!(
         training_line(&three),
         "{\"messages\":[{\"role\":\"system\",\"content\":\"k\"},{\"role\":\"user\",\"content\":\"p\"},{\"role\":\"assistant\",\"content\":\"r\"}]}\n"
     );
-    assert_eq!(
-        training_line(&TrainingExample { messages: vec![] }),
-        "{\"messages\":[]}\n"
-    );
+    assert_eq!(training_line(&TrainingExample { messages: vec![] }), "{\"messages\":[]}\n");
 }
 
 proptest! {
@@ -131,16 +117,9 @@ fn read_lines(path: &std::path::Path) -> Vec<TrainingExample> {
 #[test]
 fn writer_creates_parents_and_appends_whole_lines() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir
-        .path()
-        .join("training/lem/model/gemma3/4b/lesson-0.jsonl");
+    let path = dir.path().join("training/lem/model/gemma3/4b/lesson-0.jsonl");
     let mut w = LessonWriter::open(&path).unwrap();
-    assert_eq!(
-        w.warnings(),
-        [LessonWarning::CreatedDirectory(
-            dir.path().join("training/lem/model/gemma3/4b")
-        )]
-    );
+    assert_eq!(w.warnings(), [LessonWarning::CreatedDirectory(dir.path().join("training/lem/model/gemma3/4b"))]);
     assert_eq!(w.path(), path);
     let a = TrainingExample::user_assistant("p1", "r1 <ok>");
     let b = TrainingExample::user_assistant("p2\nline", "r2");
@@ -155,10 +134,7 @@ fn writer_creates_parents_and_appends_whole_lines() {
     assert!(w.warnings().is_empty(), "{:?}", w.warnings());
     w.append(&a).unwrap();
     let text = fs::read_to_string(&path).unwrap();
-    assert_eq!(
-        text,
-        [training_line(&a), training_line(&b), training_line(&a)].concat()
-    );
+    assert_eq!(text, [training_line(&a), training_line(&b), training_line(&a)].concat());
     assert_eq!(read_lines(&path), [a.clone(), b, a]);
 
     #[cfg(unix)]
@@ -166,11 +142,7 @@ fn writer_creates_parents_and_appends_whole_lines() {
         use std::os::unix::fs::PermissionsExt;
         let mode = fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o600, 0o600, "{mode:o}");
-        assert_eq!(
-            mode & 0o133,
-            0,
-            "no exec bits, no group/other write: {mode:o}"
-        );
+        assert_eq!(mode & 0o133, 0, "no exec bits, no group/other write: {mode:o}");
     }
 }
 
@@ -193,10 +165,7 @@ fn torn_last_line_is_reported_and_not_glued_onto() {
     let text = fs::read_to_string(&path).unwrap();
     let line = training_line(&c);
     assert_eq!(text, format!("{good}{torn}\n{line}{line}"));
-    let parsed: Vec<bool> = text
-        .lines()
-        .map(|l| serde_json::from_str::<TrainingExample>(l).is_ok())
-        .collect();
+    let parsed: Vec<bool> = text.lines().map(|l| serde_json::from_str::<TrainingExample>(l).is_ok()).collect();
     assert_eq!(parsed, [true, false, true, true]);
 }
 
@@ -206,8 +175,5 @@ fn unwritable_location_is_an_error_naming_the_path() {
     let blocker = dir.path().join("file");
     fs::write(&blocker, "x").unwrap();
     let err = LessonWriter::open(&blocker.join("sub/lesson.jsonl")).unwrap_err();
-    assert!(
-        err.to_string().contains(&blocker.display().to_string()),
-        "{err}"
-    );
+    assert!(err.to_string().contains(&blocker.display().to_string()), "{err}");
 }

@@ -6,9 +6,7 @@ mod common;
 use std::time::Duration;
 
 use lem_tui::backend::llama::{LlamaOptions, spawn};
-use lem_tui::backend::{
-    Backend, BackendError, FinishReason, GenRequest, JobEvent, Limits, Message, Metrics, Sampling,
-};
+use lem_tui::backend::{Backend, BackendError, FinishReason, GenRequest, JobEvent, Limits, Message, Metrics, Sampling};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -131,7 +129,15 @@ fn batched_greedy_candidates_match_a_single_stream_gemma3() {
 #[test]
 fn sampled_candidates_differ_by_seed_and_repeat_with_it() {
     let backend = spawn(opts("smollm2/135m", None)).expect("SmolLM2 loads");
-    let sampling = Sampling { max_tokens: 24, temperature: 1.0, top_p: 0.95, top_k: 40, repeat_penalty: 1.1, seed: 7, ignore_eos: false };
+    let sampling = Sampling {
+        max_tokens: 24,
+        temperature: 1.0,
+        top_p: 0.95,
+        top_k: 40,
+        repeat_penalty: 1.1,
+        seed: 7,
+        ignore_eos: false,
+    };
     let msg = vec![Message::user("Write a short poem about rivers.")];
     let a = ask(&backend, GenRequest { messages: msg.clone(), sampling, n: 3 }, None);
     let b = ask(&backend, GenRequest { messages: msg, sampling, n: 3 }, None);

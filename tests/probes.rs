@@ -4,8 +4,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use lem_tui::probes::{
-    ProbeError, ProbeLocation, ProbeProblem, ProbeWarning, ProblemKind, load_probes,
-    read_probe_file,
+    ProbeError, ProbeLocation, ProbeProblem, ProbeWarning, ProblemKind, load_probes, read_probe_file,
 };
 use tempfile::TempDir;
 
@@ -56,10 +55,8 @@ fn write(root: &Path, rel: &str, text: &str) -> PathBuf {
 }
 
 fn probes_json(items: &[(&str, &str)]) -> String {
-    let items: Vec<serde_json::Value> = items
-        .iter()
-        .map(|(id, prompt)| serde_json::json!({"id": id, "domain": "Ethics", "prompt": prompt}))
-        .collect();
+    let items: Vec<serde_json::Value> =
+        items.iter().map(|(id, prompt)| serde_json::json!({"id": id, "domain": "Ethics", "prompt": prompt})).collect();
     serde_json::to_string_pretty(&items).expect("serialise fixture")
 }
 
@@ -83,16 +80,8 @@ fn project() -> TempDir {
         "training/lem/tension/adversarial.json",
         r#"[{"id": "T2", "prompt": "Adversarial?", "tension": {"level": 3}}]"#,
     );
-    write(
-        root,
-        "training/lem/eval/test-200.json",
-        &probes_json(&[("E1", "Eval?")]),
-    );
-    write(
-        root,
-        "assets/probes/demo.json",
-        &probes_json(&[("D1", "Demo?")]),
-    );
+    write(root, "training/lem/eval/test-200.json", &probes_json(&[("E1", "Eval?")]));
+    write(root, "assets/probes/demo.json", &probes_json(&[("D1", "Demo?")]));
     dir
 }
 
@@ -109,10 +98,7 @@ fn set_name_loads_files_under_training_lem() {
     let set = load_probes(dir.path(), "core").unwrap();
     assert_eq!(set.name, "core");
     assert_eq!(set.phase, Some(0));
-    assert_eq!(
-        set.files,
-        vec![dir.path().join("training/lem/ethics/core.json")]
-    );
+    assert_eq!(set.files, vec![dir.path().join("training/lem/ethics/core.json")]);
     let ids: Vec<&str> = set.probes.iter().map(|p| p.id.as_str()).collect();
     assert_eq!(ids, ["P01", "P02", "P03"]);
     assert_eq!(set.probes[1].prompt, "Second?");
@@ -126,18 +112,9 @@ fn set_files_concatenate_in_order_and_ignore_unknown_fields() {
     let dir = project();
     let set = load_probes(dir.path(), "tension").unwrap();
     assert_eq!(set.phase, Some(4));
-    let got: Vec<(&str, &str, Option<&str>)> = set
-        .probes
-        .iter()
-        .map(|p| (p.id.as_str(), p.source.as_str(), p.domain.as_deref()))
-        .collect();
-    assert_eq!(
-        got,
-        [
-            ("T1", "civil.json", Some("Geo")),
-            ("T2", "adversarial.json", None)
-        ]
-    );
+    let got: Vec<(&str, &str, Option<&str>)> =
+        set.probes.iter().map(|p| (p.id.as_str(), p.source.as_str(), p.domain.as_deref())).collect();
+    assert_eq!(got, [("T1", "civil.json", Some("Geo")), ("T2", "adversarial.json", None)]);
 }
 
 #[test]
@@ -154,11 +131,7 @@ fn set_file_falls_back_to_root_but_training_lem_wins() {
     assert_eq!(set.files, vec![dir.path().join("assets/probes/demo.json")]);
     assert_eq!(set.probes[0].id, "D1");
 
-    write(
-        dir.path(),
-        "training/lem/assets/probes/demo.json",
-        &probes_json(&[("LEM", "x")]),
-    );
+    write(dir.path(), "training/lem/assets/probes/demo.json", &probes_json(&[("LEM", "x")]));
     let set = load_probes(dir.path(), "demo").unwrap();
     assert_eq!(set.probes[0].id, "LEM");
 }
@@ -177,20 +150,13 @@ fn missing_set_file_names_both_paths() {
 fn empty_set_gives_no_probes() {
     let dir = project();
     let set = load_probes(dir.path(), "zen").unwrap();
-    assert_eq!(
-        (set.probes.len(), set.files.len(), set.phase),
-        (0, 0, Some(1))
-    );
+    assert_eq!((set.probes.len(), set.files.len(), set.phase), (0, 0, Some(1)));
 }
 
 #[test]
 fn spec_can_be_a_file_path() {
     let dir = project();
-    let file = write(
-        dir.path(),
-        "mine/probes.json",
-        &probes_json(&[("M1", "Mine?")]),
-    );
+    let file = write(dir.path(), "mine/probes.json", &probes_json(&[("M1", "Mine?")]));
     let spec = file.to_str().unwrap();
     let set = load_probes(dir.path(), spec).unwrap();
     assert_eq!((set.name.as_str(), set.phase), (spec, None));
@@ -209,18 +175,12 @@ fn unknown_spec_lists_available_sets() {
     let msg = err.to_string();
     assert!(matches!(err, ProbeError::NotFound { .. }));
     assert!(msg.contains("`cor` is neither a probe set in"), "{msg}");
-    assert!(
-        msg.contains("available: core, demo, eval, tension, zen"),
-        "{msg}"
-    );
+    assert!(msg.contains("available: core, demo, eval, tension, zen"), "{msg}");
     assert!(msg.contains("nor a file"), "{msg}");
 
     let bare = tempfile::tempdir().unwrap();
     let msg = load_probes(bare.path(), "core").unwrap_err().to_string();
-    assert!(
-        msg.contains("probes.yaml (file not found) nor a file"),
-        "{msg}"
-    );
+    assert!(msg.contains("probes.yaml (file not found) nor a file"), "{msg}");
 
     let msg = load_probes(dir.path(), "  ").unwrap_err().to_string();
     assert!(msg.starts_with("no probes given"), "{msg}");
@@ -229,11 +189,7 @@ fn unknown_spec_lists_available_sets() {
 #[test]
 fn broken_probes_yaml_is_an_error_unless_spec_is_a_file() {
     let dir = project();
-    write(
-        dir.path(),
-        ".core/ai/probes.yaml",
-        "sets:\n  core:\n    phase: [\n",
-    );
+    write(dir.path(), ".core/ai/probes.yaml", "sets:\n  core:\n    phase: [\n");
     let err = load_probes(dir.path(), "core").unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, ProbeError::ProbesYaml { .. }), "{err:?}");
@@ -243,11 +199,7 @@ fn broken_probes_yaml_is_an_error_unless_spec_is_a_file() {
     let file = write(dir.path(), "p.json", &probes_json(&[("A", "a")]));
     let set = load_probes(dir.path(), file.to_str().unwrap()).unwrap();
     assert_eq!(set.probes.len(), 1);
-    assert!(
-        matches!(set.warnings[..], [ProbeWarning::ProbesYamlIgnored { .. }]),
-        "{:?}",
-        set.warnings
-    );
+    assert!(matches!(set.warnings[..], [ProbeWarning::ProbesYamlIgnored { .. }]), "{:?}", set.warnings);
 }
 
 #[test]
@@ -258,10 +210,7 @@ fn unknown_probes_yaml_keys_are_warnings() {
     let set = load_probes(dir.path(), "core").unwrap();
     let shown: Vec<String> = set.warnings.iter().map(ToString::to_string).collect();
     assert_eq!(shown.len(), 1, "{shown:?}");
-    assert!(
-        shown[0].contains("probes.yaml: sets.core.weight"),
-        "{shown:?}"
-    );
+    assert!(shown[0].contains("probes.yaml: sets.core.weight"), "{shown:?}");
 }
 
 #[test]
@@ -276,23 +225,10 @@ fn empty_prompts_are_all_listed() {
     let (path, got) = problems(read_probe_file(&f).unwrap_err());
     assert_eq!(path, f);
     let idx: Vec<(usize, Option<&str>)> = got.iter().map(|p| (p.index, p.id.as_deref())).collect();
-    assert_eq!(
-        idx,
-        [
-            (1, Some("B")),
-            (3, Some("D")),
-            (4, Some("E")),
-            (5, Some("F"))
-        ]
-    );
+    assert_eq!(idx, [(1, Some("B")), (3, Some("D")), (4, Some("E")), (5, Some("F"))]);
     assert!(got.iter().all(|p| p.kind == ProblemKind::EmptyPrompt));
-    let msg = load_probes(dir.path(), f.to_str().unwrap())
-        .unwrap_err()
-        .to_string();
-    assert!(
-        msg.contains("p.json: 4 invalid probes: [1] B: empty \"prompt\"; [3] D"),
-        "{msg}"
-    );
+    let msg = load_probes(dir.path(), f.to_str().unwrap()).unwrap_err().to_string();
+    assert!(msg.contains("p.json: 4 invalid probes: [1] B: empty \"prompt\"; [3] D"), "{msg}");
 }
 
 #[test]
@@ -313,20 +249,8 @@ fn missing_ids_non_objects_and_wrong_types_are_errors() {
             (1, ProblemKind::MissingId),
             (2, ProblemKind::NotAnObject { found: "a string" }),
             (3, ProblemKind::NotAnObject { found: "a number" }),
-            (
-                4,
-                ProblemKind::WrongType {
-                    field: "id",
-                    found: "a number"
-                }
-            ),
-            (
-                5,
-                ProblemKind::WrongType {
-                    field: "domain",
-                    found: "an array"
-                }
-            ),
+            (4, ProblemKind::WrongType { field: "id", found: "a number" }),
+            (5, ProblemKind::WrongType { field: "domain", found: "an array" }),
         ]
     );
 }
@@ -334,37 +258,18 @@ fn missing_ids_non_objects_and_wrong_types_are_errors() {
 #[test]
 fn keys_match_case_insensitively_like_go() {
     let dir = tempfile::tempdir().unwrap();
-    let f = write(
-        dir.path(),
-        "p.json",
-        r#"[{"ID": "A", "Prompt": "Hi?", "DOMAIN": "d"}]"#,
-    );
+    let f = write(dir.path(), "p.json", r#"[{"ID": "A", "Prompt": "Hi?", "DOMAIN": "d"}]"#);
     let p = &read_probe_file(&f).unwrap()[0];
-    assert_eq!(
-        (p.id.as_str(), p.prompt.as_str(), p.domain.as_deref()),
-        ("A", "Hi?", Some("d"))
-    );
+    assert_eq!((p.id.as_str(), p.prompt.as_str(), p.domain.as_deref()), ("A", "Hi?", Some("d")));
 }
 
 #[test]
 fn duplicate_ids_are_warnings_naming_both_places() {
     let dir = project();
     // LEM's core set has P21_* twice; here within one file and across two files.
-    write(
-        dir.path(),
-        "training/lem/ethics/core.json",
-        &probes_json(&[("P21", "a"), ("P22", "b"), ("P21", "c")]),
-    );
-    write(
-        dir.path(),
-        "training/lem/tension/civil.json",
-        &probes_json(&[("X", "x")]),
-    );
-    write(
-        dir.path(),
-        "training/lem/tension/adversarial.json",
-        &probes_json(&[("X", "y")]),
-    );
+    write(dir.path(), "training/lem/ethics/core.json", &probes_json(&[("P21", "a"), ("P22", "b"), ("P21", "c")]));
+    write(dir.path(), "training/lem/tension/civil.json", &probes_json(&[("X", "x")]));
+    write(dir.path(), "training/lem/tension/adversarial.json", &probes_json(&[("X", "y")]));
 
     let core = load_probes(dir.path(), "core").unwrap();
     assert_eq!(core.probes.len(), 3, "duplicates are kept, as in LEM");
@@ -373,45 +278,24 @@ fn duplicate_ids_are_warnings_naming_both_places() {
         core.warnings,
         [ProbeWarning::DuplicateId {
             id: "P21".into(),
-            first: ProbeLocation {
-                file: file.clone(),
-                index: 0
-            },
-            second: ProbeLocation {
-                file: file.clone(),
-                index: 2
-            },
+            first: ProbeLocation { file: file.clone(), index: 0 },
+            second: ProbeLocation { file: file.clone(), index: 2 },
         }]
     );
     let shown = core.warnings[0].to_string();
-    assert!(
-        shown.contains("core.json[0]") && shown.contains("core.json[2]"),
-        "{shown}"
-    );
+    assert!(shown.contains("core.json[0]") && shown.contains("core.json[2]"), "{shown}");
 
     let tension = load_probes(dir.path(), "tension").unwrap();
     let shown = tension.warnings[0].to_string();
-    assert!(
-        shown.contains("civil.json[0]") && shown.contains("adversarial.json[0]"),
-        "{shown}"
-    );
+    assert!(shown.contains("civil.json[0]") && shown.contains("adversarial.json[0]"), "{shown}");
 }
 
 #[test]
 fn non_array_and_broken_json_name_line_and_column() {
     let dir = tempfile::tempdir().unwrap();
-    let f = write(
-        dir.path(),
-        "obj.json",
-        "\n  {\"id\": \"A\", \"prompt\": \"x\"}\n",
-    );
+    let f = write(dir.path(), "obj.json", "\n  {\"id\": \"A\", \"prompt\": \"x\"}\n");
     match read_probe_file(&f).unwrap_err() {
-        ProbeError::Syntax {
-            path,
-            line,
-            column,
-            message,
-        } => {
+        ProbeError::Syntax { path, line, column, message } => {
             assert_eq!(path, f);
             assert_eq!(line, 2, "{message}");
             assert!(column > 0, "{message}");
@@ -420,36 +304,23 @@ fn non_array_and_broken_json_name_line_and_column() {
         other => panic!("{other:?}"),
     }
 
-    let f = write(
-        dir.path(),
-        "comma.json",
-        "[\n  {\"id\": \"A\", \"prompt\": \"x\"},\n]\n",
-    );
+    let f = write(dir.path(), "comma.json", "[\n  {\"id\": \"A\", \"prompt\": \"x\"},\n]\n");
     let err = read_probe_file(&f).unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, ProbeError::Syntax { line: 3, .. }), "{err:?}");
-    assert!(
-        msg.contains("comma.json: ") && msg.contains("line 3 column 1"),
-        "{msg}"
-    );
+    assert!(msg.contains("comma.json: ") && msg.contains("line 3 column 1"), "{msg}");
 
     let f = write(dir.path(), "empty.json", "");
-    assert!(matches!(
-        read_probe_file(&f).unwrap_err(),
-        ProbeError::Syntax { .. }
-    ));
+    assert!(matches!(read_probe_file(&f).unwrap_err(), ProbeError::Syntax { .. }));
 }
 
 /// The 100 P-seed probes shipped in `shared/data/probes` load and match their README.
 #[test]
 fn shipped_p_seed_files_load() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let Some(dir) = [
-        root.join("../shared/data/probes"),
-        root.join("shared/data/probes"),
-    ]
-    .into_iter()
-    .find(|d| d.is_dir()) else {
+    let Some(dir) =
+        [root.join("../shared/data/probes"), root.join("shared/data/probes")].into_iter().find(|d| d.is_dir())
+    else {
         eprintln!("shared/data/probes not present beside the crate; skipping");
         return;
     };
@@ -461,10 +332,7 @@ fn shipped_p_seed_files_load() {
     }
     assert_eq!(all[0].id, "P01_IDENTITY_WHISTLEBLOWER");
     assert!(all.iter().any(|p| p.id == "P13_HYPNOS_SILENCE"));
-    assert!(
-        all.iter()
-            .all(|p| p.source.starts_with('P') && p.domain.is_some())
-    );
+    assert!(all.iter().all(|p| p.source.starts_with('P') && p.domain.is_some()));
 }
 
 /// The project's own probe sets (when this crate ships them) resolve through the `<root>/<file>`

@@ -17,7 +17,11 @@ fn score(args: &[&str], input: &str) -> (String, String, Option<i32>) {
         .expect("runs");
     child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write");
     let out = child.wait_with_output().expect("waits");
-    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned(), out.status.code())
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.code(),
+    )
 }
 
 #[test]
@@ -54,10 +58,8 @@ fn a_malformed_line_is_named_and_the_rest_are_scored() {
     let (out, err, code) = score(&[], input);
     assert_eq!(code, Some(2), "non-zero exit when a line was bad");
     assert!(err.contains("<stdin>:2:"), "names line 2: {err}");
-    let ids: Vec<String> = out
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json")["id"].to_string())
-        .collect();
+    let ids: Vec<String> =
+        out.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json")["id"].to_string()).collect();
     assert_eq!(ids, ["\"a\"", "\"c\""]);
 }
 

@@ -3,8 +3,8 @@
 
 use std::sync::LazyLock;
 
-use proptest::prelude::*;
 use lem_tui::scorer::{DeltaScore, GrammarScore, Imprint, Mode, Scorer, Thresholds, delta_from};
+use proptest::prelude::*;
 
 static COLD: LazyLock<Scorer> = LazyLock::new(|| Scorer::new(Mode::Cold));
 static PRELOADED: LazyLock<Scorer> = LazyLock::new(|| Scorer::new(Mode::Preloaded));
@@ -87,23 +87,12 @@ fn wordy_text() -> impl Strategy<Value = String> {
         "wolves",
         "stopping",
     ]);
-    prop::collection::vec(
-        (
-            words,
-            prop::sample::select(vec![" ", "  ", "\n", "? ", ", "]),
-        ),
-        0..40,
-    )
-    .prop_map(|v| v.into_iter().map(|(w, sep)| format!("{w}{sep}")).collect())
+    prop::collection::vec((words, prop::sample::select(vec![" ", "  ", "\n", "? ", ", "])), 0..40)
+        .prop_map(|v| v.into_iter().map(|(w, sep)| format!("{w}{sep}")).collect())
 }
 
 fn grammar_ok(g: &GrammarScore) -> Result<(), TestCaseError> {
-    let floats = [
-        g.vocab_richness,
-        g.tense_entropy,
-        g.question_ratio,
-        g.composite,
-    ];
+    let floats = [g.vocab_richness, g.tense_entropy, g.question_ratio, g.composite];
     prop_assert!(floats.iter().all(|f| f.is_finite()), "{g:?}");
     // An alternative reading adds a base to both sets, so richness can exceed 1.
     prop_assert!((0.0..=2.0).contains(&g.vocab_richness), "{g:?}");
@@ -115,13 +104,7 @@ fn grammar_ok(g: &GrammarScore) -> Result<(), TestCaseError> {
 }
 
 fn delta_ok(d: &DeltaScore) -> Result<(), TestCaseError> {
-    let floats = [
-        d.input_composite,
-        d.output_composite,
-        d.uplift,
-        d.echo,
-        d.enrichment,
-    ];
+    let floats = [d.input_composite, d.output_composite, d.uplift, d.echo, d.enrichment];
     prop_assert!(floats.iter().all(|f| f.is_finite()), "{d:?}");
     prop_assert!((0.0..=1.0 + 1e-12).contains(&d.echo), "{d:?}");
     Ok(())
@@ -132,22 +115,11 @@ fn same_bits(a: &[f64], b: &[f64]) -> bool {
 }
 
 fn g_bits(g: &GrammarScore) -> Vec<f64> {
-    vec![
-        g.vocab_richness,
-        g.tense_entropy,
-        g.question_ratio,
-        g.composite,
-    ]
+    vec![g.vocab_richness, g.tense_entropy, g.question_ratio, g.composite]
 }
 
 fn d_bits(d: &DeltaScore) -> Vec<f64> {
-    vec![
-        d.input_composite,
-        d.output_composite,
-        d.uplift,
-        d.echo,
-        d.enrichment,
-    ]
+    vec![d.input_composite, d.output_composite, d.uplift, d.echo, d.enrichment]
 }
 
 fn check_pair(s: &Scorer, prompt: &str, response: &str) -> Result<(), TestCaseError> {

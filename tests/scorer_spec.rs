@@ -8,10 +8,7 @@ use lem_tui::scorer::{GrammarScore, Imprint, Mode, Scorer, Thresholds, Token, To
 fn type_info(tok: &Token) -> (&'static str, String) {
     match &tok.kind {
         TokenKind::Verb { base, tense } => ("verb", format!("{base}/{}", tense.as_str())),
-        TokenKind::Noun { base, plural } => (
-            "noun",
-            format!("{base}/{}", if *plural { "plural" } else { "singular" }),
-        ),
+        TokenKind::Noun { base, plural } => ("noun", format!("{base}/{}", if *plural { "plural" } else { "singular" })),
         TokenKind::Article(a) => ("article", a.as_str().to_owned()),
         TokenKind::Word { category } => ("word", category.clone()),
         TokenKind::Punct(p) => ("punct", p.name().to_owned()),
@@ -74,11 +71,7 @@ fn spec_examples() {
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 
     let kinds = |s: &str| -> Vec<String> {
-        scorer
-            .tokenise(s)
-            .iter()
-            .map(|t| format!("{}:{}", t.raw, type_info(t).1))
-            .collect()
+        scorer.tokenise(s).iter().map(|t| format!("{}:{}", t.raw, type_info(t).1)).collect()
     };
     assert_eq!(kinds("??"), ["??:", "?:question"]);
     assert_eq!(kinds("...."), ["....:", "...:progress"]);
@@ -124,10 +117,7 @@ fn scorer_is_shareable_and_modes_serialise_lowercase() {
     }
 
     assert_eq!(Mode::default(), Mode::Cold);
-    assert_eq!(
-        serde_json::to_string(&Mode::Preloaded).expect("json"),
-        "\"preloaded\""
-    );
+    assert_eq!(serde_json::to_string(&Mode::Preloaded).expect("json"), "\"preloaded\"");
     let mode: Mode = serde_json::from_str("\"cold\"").expect("json");
     assert_eq!(mode, Mode::Cold);
     let t = Thresholds::default();

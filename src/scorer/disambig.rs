@@ -133,23 +133,11 @@ pub(crate) fn resolve(tokens: &[Tok], entries: &[Entry]) -> Vec<(usize, Resoluti
 
         let total = v + nn;
         let r = if total < 0.10 {
-            Resolution {
-                as_verb: v >= nn,
-                conf: 0.55,
-                alt_conf: 0.45,
-            }
+            Resolution { as_verb: v >= nn, conf: 0.55, alt_conf: 0.45 }
         } else if v >= nn {
-            Resolution {
-                as_verb: true,
-                conf: v / total,
-                alt_conf: nn / total,
-            }
+            Resolution { as_verb: true, conf: v / total, alt_conf: nn / total }
         } else {
-            Resolution {
-                as_verb: false,
-                conf: nn / total,
-                alt_conf: v / total,
-            }
+            Resolution { as_verb: false, conf: nn / total, alt_conf: v / total }
         };
         if r.as_verb && r.conf >= 1.0 {
             if let Some(c) = confident_verbs.get_mut(clause) {

@@ -93,11 +93,8 @@ fn add(slot: &mut Option<f64>, v: f64) {
 }
 
 fn sorted(names: &[Arc<str>], acc: Vec<Option<f64>>) -> Vec<(Arc<str>, f64)> {
-    let mut out: Vec<(Arc<str>, f64)> = acc
-        .into_iter()
-        .enumerate()
-        .filter_map(|(id, v)| v.map(|v| (Arc::clone(&names[id]), v)))
-        .collect();
+    let mut out: Vec<(Arc<str>, f64)> =
+        acc.into_iter().enumerate().filter_map(|(id, v)| v.map(|v| (Arc::clone(&names[id]), v))).collect();
     out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     out
 }
@@ -136,11 +133,7 @@ impl Acc {
     /// counts even when its confidence is 0.
     fn resolved(&mut self, imp: &mut Imprint, base: u32, r: &Resolution) {
         let b = base as usize;
-        let (verb_w, noun_w) = if r.as_verb {
-            (r.conf, r.alt_conf)
-        } else {
-            (r.alt_conf, r.conf)
-        };
+        let (verb_w, noun_w) = if r.as_verb { (r.conf, r.alt_conf) } else { (r.alt_conf, r.conf) };
         // One addition per map and token, so the order across maps is moot.
         add(&mut self.verbs[b], verb_w);
         add(&mut imp.tenses[tense_slot(Tense::Base)], verb_w);
@@ -249,24 +242,15 @@ impl Imprint {
 
     /// Present tense keys with their normalised weights, in key order.
     pub fn tense_distribution(&self) -> impl Iterator<Item = (Tense, f64)> + '_ {
-        TENSES
-            .iter()
-            .zip(self.tenses)
-            .filter_map(|(k, v)| v.map(|v| (*k, v)))
+        TENSES.iter().zip(self.tenses).filter_map(|(k, v)| v.map(|v| (*k, v)))
     }
 
     pub fn article_usage(&self) -> impl Iterator<Item = (ArticleKind, f64)> + '_ {
-        ARTICLES
-            .iter()
-            .zip(self.articles)
-            .filter_map(|(k, v)| v.map(|v| (*k, v)))
+        ARTICLES.iter().zip(self.articles).filter_map(|(k, v)| v.map(|v| (*k, v)))
     }
 
     pub fn punctuation_pattern(&self) -> impl Iterator<Item = (PunctKind, f64)> + '_ {
-        PUNCTS
-            .iter()
-            .zip(self.puncts)
-            .filter_map(|(k, v)| v.map(|v| (*k, v)))
+        PUNCTS.iter().zip(self.puncts).filter_map(|(k, v)| v.map(|v| (*k, v)))
     }
 
     /// Domain category → hit count (always empty in cold mode).

@@ -111,10 +111,7 @@ mod tests {
             for a in 1..=b {
                 let p = f64::from(a) / f64::from(b);
                 let (ours, libm) = (log2(p), p.log2());
-                assert!(
-                    (ours - libm).abs() <= 2.0 * f64::EPSILON * libm.abs().max(1.0),
-                    "{a}/{b}"
-                );
+                assert!((ours - libm).abs() <= 2.0 * f64::EPSILON * libm.abs().max(1.0), "{a}/{b}");
             }
         }
     }

@@ -10,10 +10,7 @@ use super::tables::{FLAG_BASE_NOUN, FLAG_BASE_VERB, FLAG_NO_DOUBLE, Lex, Tables}
 
 #[inline]
 fn is_vowel(b: u8) -> bool {
-    matches!(
-        b,
-        b'a' | b'e' | b'i' | b'o' | b'u' | b'A' | b'E' | b'I' | b'O' | b'U'
-    )
+    matches!(b, b'a' | b'e' | b'i' | b'o' | b'u' | b'A' | b'E' | b'I' | b'O' | b'U')
 }
 
 /// True when `target` equals the concatenation of `parts`.
@@ -107,9 +104,7 @@ impl Tables {
         if is_vowel(last) || matches!(last, b'w' | b'x' | b'y') {
             return false;
         }
-        is_vowel(v[n - 2])
-            && !is_vowel(v[n - 3])
-            && lex.is_none_or(|l| l.flags & FLAG_NO_DOUBLE == 0)
+        is_vowel(v[n - 2]) && !is_vowel(v[n - 3]) && lex.is_none_or(|l| l.flags & FLAG_NO_DOUBLE == 0)
     }
 
     /// `PastTense(v) == w`.

@@ -18,11 +18,8 @@ fn tense_entropy(imp: &Imprint) -> f64 {
 pub(crate) fn grammar_score(imp: &Imprint) -> GrammarScore {
     let verb_diversity = imp.unique_verbs as i64;
     let noun_diversity = imp.unique_nouns as i64;
-    let vocab_richness = if imp.token_count > 0 {
-        (imp.unique_verbs + imp.unique_nouns) as f64 / imp.token_count as f64
-    } else {
-        0.0
-    };
+    let vocab_richness =
+        if imp.token_count > 0 { (imp.unique_verbs + imp.unique_nouns) as f64 / imp.token_count as f64 } else { 0.0 };
     let tense_entropy = tense_entropy(imp);
     let question_ratio = imp.puncts[punct_slot(PunctKind::Question)].unwrap_or(0.0);
     let domain_depth: i64 = imp.domains.iter().map(|(_, c)| *c).sum();

@@ -15,9 +15,7 @@ const IRREGULAR_NOUNS_JSON: &str = include_str!("../../assets/grammar/irregular-
 const NO_DOUBLE_JSON: &str = include_str!("../../assets/grammar/no-double-consonant.json");
 
 /// The clause words that bound the `verb_saturation` window. They are hard-coded in go-i18n.
-const CLAUSE_WORDS: [&str; 9] = [
-    "and", "or", "but", "because", "when", "while", "if", "then", "so",
-];
+const CLAUSE_WORDS: [&str; 9] = ["and", "or", "but", "because", "when", "while", "if", "then", "so"];
 
 #[derive(Deserialize)]
 struct VerbForms {
@@ -125,8 +123,7 @@ impl Tables {
             serde_json::from_str(IRREGULAR_VERBS_JSON).expect("embedded irregular-verbs.json");
         let irn: BTreeMap<String, String> =
             serde_json::from_str(IRREGULAR_NOUNS_JSON).expect("embedded irregular-nouns.json");
-        let no_double: Vec<String> =
-            serde_json::from_str(NO_DOUBLE_JSON).expect("embedded no-double-consonant.json");
+        let no_double: Vec<String> = serde_json::from_str(NO_DOUBLE_JSON).expect("embedded no-double-consonant.json");
         let gram = locale.gram;
         let preloaded = mode == Mode::Preloaded;
         let mut lex = FxHashMap::<Box<str>, Lex>::default();
@@ -147,14 +144,10 @@ impl Tables {
         for (base, forms) in &irv {
             at(&mut lex, base).flags |= FLAG_BASE_VERB;
             if !forms.past.is_empty() {
-                at(&mut lex, &forms.past)
-                    .past_of
-                    .get_or_insert_with(|| b(base));
+                at(&mut lex, &forms.past).past_of.get_or_insert_with(|| b(base));
             }
             if !forms.gerund.is_empty() {
-                at(&mut lex, &forms.gerund)
-                    .gerund_of
-                    .get_or_insert_with(|| b(base));
+                at(&mut lex, &forms.gerund).gerund_of.get_or_insert_with(|| b(base));
             }
         }
 
@@ -169,9 +162,7 @@ impl Tables {
         for (base, plural) in &irn {
             at(&mut lex, base).flags |= FLAG_BASE_NOUN;
             if plural != base {
-                at(&mut lex, plural)
-                    .plural_of
-                    .get_or_insert_with(|| b(base));
+                at(&mut lex, plural).plural_of.get_or_insert_with(|| b(base));
             }
         }
 

@@ -195,10 +195,7 @@ mod tests {
         assert_eq!(f, ["a\u{200B}b", "c", "d\x1ce"]);
         assert_eq!(split_trailing_punct("??"), ("?", Some(PunctKind::Question)));
         assert_eq!(split_trailing_punct("?"), ("?", None));
-        assert_eq!(
-            split_trailing_punct("...."),
-            (".", Some(PunctKind::Progress))
-        );
+        assert_eq!(split_trailing_punct("...."), (".", Some(PunctKind::Progress)));
         assert_eq!(split_trailing_punct("..."), ("", Some(PunctKind::Progress)));
         assert_eq!(split_trailing_punct("end."), ("end.", None));
     }

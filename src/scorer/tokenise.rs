@@ -110,33 +110,19 @@ impl Classifier<'_> {
         } else if flags & FLAG_DUAL != 0 {
             // A dual-class word is a base verb and a base noun, so MatchVerb gives tense
             // `base` and MatchNoun gives singular: it is always ambiguous.
-            Class::Ambiguous {
-                base: names.intern(lw),
-            }
+            Class::Ambiguous { base: names.intern(lw) }
         } else if let Some((base, tense)) = t.match_verb(lw, lex, &mut self.cands) {
             let base = resolve_base(base, lw, &self.cands);
-            Class::Verb {
-                base: names.intern(base),
-                tense,
-            }
+            Class::Verb { base: names.intern(base), tense }
         } else if let Some((base, plural)) = t.match_noun(lw, lex, &mut self.cands) {
             let base = resolve_base(base, lw, &self.cands);
-            Class::Noun {
-                base: names.intern(base),
-                plural,
-            }
+            Class::Noun { base: names.intern(base), plural }
         } else if let Some(cat) = lex.and_then(|l| l.word_cat.as_deref()) {
-            Class::Word {
-                cat: names.intern(cat),
-            }
+            Class::Word { cat: names.intern(cat) }
         } else {
             Class::Unknown
         };
-        Entry {
-            class,
-            flags,
-            count: 0,
-        }
+        Entry { class, flags, count: 0 }
     }
 }
 
@@ -150,18 +136,9 @@ fn resolve_base<'s>(base: BaseRef<'s>, lw: &'s str, cands: &'s Cands) -> &'s str
 
 /// Tokenises and classifies `text`. `keep_tokens` records the token sequence;
 /// `keep_raw` also records each token's field.
-pub(crate) fn analyse<'a>(
-    tables: &Tables,
-    keep_tokens: bool,
-    text: &'a str,
-    keep_raw: bool,
-) -> Analysis<'a> {
+pub(crate) fn analyse<'a>(tables: &Tables, keep_tokens: bool, text: &'a str, keep_raw: bool) -> Analysis<'a> {
     let keep_tokens = keep_tokens || keep_raw;
-    let mut classifier = Classifier {
-        tables,
-        lower: String::new(),
-        cands: Cands::default(),
-    };
+    let mut classifier = Classifier { tables, lower: String::new(), cands: Cands::default() };
     // Prose has roughly one distinct form per 25 bytes; reserving that avoids most
     // rehashing, and the cap keeps a huge repetitive text from over-allocating.
     let mut memo: FxHashMap<&'a str, u32> = FxHashMap::default();
@@ -211,18 +188,6 @@ pub(crate) fn analyse<'a>(
         }
     }
 
-    let resolutions = if any_ambiguous {
-        resolve(&tokens, &entries)
-    } else {
-        Vec::new()
-    };
-    Analysis {
-        token_count,
-        entries,
-        punct_counts,
-        names,
-        tokens,
-        resolutions,
-        raws,
-    }
+    let resolutions = if any_ambiguous { resolve(&tokens, &entries) } else { Vec::new() };
+    Analysis { token_count, entries, punct_counts, names, tokens, resolutions, raws }
 }
