@@ -27,15 +27,28 @@ impl SessionLock {
         let io = |source| StoreError::Io { path: path.clone(), source };
         let mut file =
             OpenOptions::new().read(true).write(true).create(true).truncate(false).open(&path).map_err(io)?;
-        match file.try_lock() {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
-                let mut holder = String::new();
-                let _ = file.read_to_string(&mut holder);
-                let pid = holder.lines().next().filter(|s| !s.is_empty()).unwrap_or("unknown").to_owned();
-                return Err(StoreError::Locked { output: output.to_owned(), lock: path, pid });
+        // A lock this very process released a moment ago can still be held for a few
+        // milliseconds by a child being spawned on another thread: between fork and exec the
+        // child shares our open file descriptions. Only then is it worth waiting briefly.
+        let mut waited = std::time::Duration::ZERO;
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(TryLockError::WouldBlock) => {
+                    let mut holder = String::new();
+                    let _ = file.seek(SeekFrom::Start(0));
+                    let _ = file.read_to_string(&mut holder);
+                    let pid = holder.lines().next().filter(|s| !s.is_empty()).unwrap_or("unknown").to_owned();
+                    let ours = pid == std::process::id().to_string();
+                    if ours && waited < std::time::Duration::from_secs(2) {
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                        waited += std::time::Duration::from_millis(20);
+                        continue;
+                    }
+                    return Err(StoreError::Locked { output: output.to_owned(), lock: path, pid });
+                }
+                Err(TryLockError::Error(e)) => return Err(io(e)),
             }
-            Err(TryLockError::Error(e)) => return Err(io(e)),
         }
         // The holder's pid and output, for the message a second process prints.
         let note = format!("{}\n{}\n", std::process::id(), output.display());
