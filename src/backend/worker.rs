@@ -30,7 +30,7 @@ pub(crate) trait Engine {
 
 enum Command {
     Generate { req: GenRequest, events: mpsc::Sender<JobEvent>, cancel: CancellationToken },
-    SetLimits(Limits, std_mpsc::Sender<Result<(), BackendError>>),
+    SetLimits(Limits),
     Shutdown,
 }
 
@@ -111,12 +111,10 @@ impl WorkerBackend {
                         Command::Generate { req, events, cancel } => {
                             engine.generate(req, &events, &cancel, &thread_shared);
                         }
-                        Command::SetLimits(limits, reply) => {
-                            let result = engine.set_limits(limits);
-                            if result.is_ok() {
-                                *thread_shared.limits.lock().unwrap_or_else(PoisonError::into_inner) = limits;
+                        Command::SetLimits(limits) => {
+                            if let Err(e) = engine.set_limits(limits) {
+                                tracing::warn!("{source}: limits not applied: {e}");
                             }
-                            let _ = reply.send(result);
                         }
                         Command::Shutdown => break,
                     }
@@ -174,12 +172,11 @@ impl Backend for WorkerBackend {
     }
 
     fn set_limits(&self, limits: Limits) -> Result<(), BackendError> {
-        let (reply_tx, reply_rx) = std_mpsc::channel();
-        self.tx.send(Command::SetLimits(limits, reply_tx)).map_err(|_| BackendError::Gone)?;
-        // Answered between requests; a long generation delays it, so apply the figure for the
-        // gauge and the engine's RSS check at once.
+        // The engine thread picks this up between requests (a long generation delays it), so the
+        // figure for the gauge and the engine's RSS check is applied here at once. Waiting for an
+        // answer would block the caller's async task behind the generation in flight.
+        self.tx.send(Command::SetLimits(limits)).map_err(|_| BackendError::Gone)?;
         *self.shared.limits.lock().unwrap_or_else(PoisonError::into_inner) = limits;
-        drop(reply_rx);
         Ok(())
     }
 }
