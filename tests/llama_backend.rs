@@ -68,7 +68,7 @@ fn ask(backend: &dyn Backend, req: GenRequest, cancel_after: Option<usize>) -> A
 }
 
 fn greedy(max_tokens: u32) -> Sampling {
-    Sampling { max_tokens, temperature: 0.0, top_p: 0.0, top_k: 0, repeat_penalty: 0.0, seed: 1, ignore_eos: false }
+    Sampling { max_tokens, seed: 1, ..Sampling::default() }
 }
 
 #[test]
@@ -114,6 +114,10 @@ fn batched_greedy_matches_single(spec: &str, template: Option<&str>, prompt: &st
             assert!(t.starts_with(&single.texts[0]), "{spec} n={n}: {t:?} does not start with {:?}", single.texts[0]);
         }
     }
+    // The context is kept between requests (sized by the n=8 one now): the cells of the earlier
+    // requests must be forgotten, or this answer would attend to them.
+    let again = ask(&backend, GenRequest { messages: msg, sampling: greedy(16), n: 1 }, None);
+    assert_eq!(again.texts, single.texts, "{spec}: a reused context answers as a fresh one");
 }
 
 #[test]
@@ -136,7 +140,7 @@ fn sampled_candidates_differ_by_seed_and_repeat_with_it() {
         top_k: 40,
         repeat_penalty: 1.1,
         seed: 7,
-        ignore_eos: false,
+        ..Sampling::default()
     };
     let msg = vec![Message::user("Write a short poem about rivers.")];
     let a = ask(&backend, GenRequest { messages: msg.clone(), sampling, n: 3 }, None);

@@ -117,8 +117,33 @@ pub fn estimate_bytes(file_bytes: u64, ctx_tokens: u64, kv_per_token: u64) -> u6
     file_bytes + ctx_tokens * kv_per_token + 64 * MIB
 }
 
+/// A context sized for the largest request so far, kept between requests: creating one costs
+/// its KV and compute buffers (~0.6 s for Gemma 3's 262k vocabulary on a CPU), which would
+/// otherwise be paid again before every probe's first token.
+struct KeptContext<'m> {
+    ctx: LlamaContext<'m>,
+    n_ctx: u64,
+    n_seq: u32,
+}
+
+type MaybeContext<'m> = Option<KeptContext<'m>>;
+
+self_cell::self_cell!(
+    /// The model and the context that borrows it, in one place on the worker thread.
+    struct ModelAndContext {
+        owner: LlamaModel,
+        #[covariant]
+        dependent: MaybeContext,
+    }
+);
+
 pub(crate) struct LlamaEngine {
-    model: LlamaModel,
+    cell: ModelAndContext,
+    cfg: EngineConfig,
+}
+
+/// What the engine knows besides the model and its context.
+struct EngineConfig {
     opts: LlamaOptions,
     template: Template,
     kv_per_token: u64,
@@ -162,10 +187,13 @@ impl LlamaEngine {
             context_train: model.n_ctx_train(),
             template: template_name.clone(),
         };
-        Ok((Self { model, opts, template, kv_per_token, eog }, info))
+        let cell = ModelAndContext::new(model, |_| None);
+        Ok((Self { cell, cfg: EngineConfig { opts, template, kv_per_token, eog } }, info))
     }
+}
 
-    fn render(&self, req: &GenRequest) -> Result<String, String> {
+impl EngineConfig {
+    fn render(&self, model: &LlamaModel, req: &GenRequest) -> Result<String, String> {
         let Template::Named(tmpl, _) = &self.template;
         let msgs = req
             .messages
@@ -173,7 +201,7 @@ impl LlamaEngine {
             .map(|m| LlamaChatMessage::new(m.role.clone(), m.content.clone()))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("message: {e}"))?;
-        self.model.apply_chat_template(tmpl, &msgs, true).map_err(|e| format!("chat template: {e}"))
+        model.apply_chat_template(tmpl, &msgs, true).map_err(|e| format!("chat template: {e}"))
     }
 }
 
@@ -223,6 +251,9 @@ fn sampler_for(s: &Sampling, candidate: u32, n_vocab: i32, eog: &[LlamaToken]) -
     if s.top_p > 0.0 && s.top_p < 1.0 {
         chain.push(LlamaSampler::top_p(s.top_p, 1));
     }
+    if s.min_p > 0.0 {
+        chain.push(LlamaSampler::min_p(s.min_p, 1));
+    }
     chain.push(LlamaSampler::temp(s.temperature));
     chain.push(LlamaSampler::dist(seed));
     LlamaSampler::chain_simple(chain)
@@ -252,38 +283,44 @@ impl Engine for LlamaEngine {
         cancel: &CancellationToken,
         shared: &WorkerShared,
     ) {
-        let started = Instant::now();
-        let n = req.n.max(1);
-        let fail_all = |error: String| {
-            for candidate in 0..n {
-                let _ = events.blocking_send(JobEvent::Failed { candidate, error: error.clone() });
-            }
-        };
-        let prompt = match self.render(&req) {
-            Ok(p) => p,
-            Err(e) => return fail_all(e),
-        };
-        let vocab = self.model.vocab();
-        let tokens = vocab.tokenize(prompt.as_bytes(), true, true);
-        let prompt_len = u32::try_from(tokens.len()).unwrap_or(u32::MAX);
-        let need = u64::from(prompt_len) + u64::from(n) * u64::from(req.sampling.max_tokens) + 8;
-        let train = u64::from(self.model.n_ctx_train());
-        if u64::from(prompt_len) + 8 > train {
-            return fail_all(format!("prompt is {prompt_len} tokens; the model's context is {train}"));
+        let cfg = &self.cfg;
+        self.cell.with_dependent_mut(|model, kept| cfg.generate(model, kept, req, events, cancel, shared));
+    }
+
+    fn set_limits(&mut self, limits: Limits) -> Result<(), BackendError> {
+        // llama.cpp has no allocator limit to set: lem-tui enforces `memory_limit` itself (at
+        // load, per request, and in the engine's RSS check). A cache limit has no meaning here.
+        // A tighter limit frees the kept context; the next request sizes a new one against it.
+        let old = self.cfg.opts.limits.memory_bytes;
+        if limits.memory_bytes > 0 && (old == 0 || limits.memory_bytes < old) {
+            self.cell.with_dependent_mut(|_, kept| *kept = None);
         }
-        let n_ctx = need.min(train.saturating_mul(u64::from(n))).next_multiple_of(256);
+        self.cfg.opts.limits = limits;
+        Ok(())
+    }
+}
+
+impl EngineConfig {
+    /// A context for `n_ctx` cells shared by `n` sequences, refused when it would not fit
+    /// under the memory limit next to what the process already holds.
+    fn new_context<'m>(
+        &self,
+        model: &'m LlamaModel,
+        n_ctx: u64,
+        n: u32,
+        shared: &WorkerShared,
+    ) -> Result<LlamaContext<'m>, String> {
         let limits = shared.limits();
         let estimate = estimate_bytes(0, n_ctx, self.kv_per_token);
         shared.set_kv_bytes(n_ctx * self.kv_per_token);
         if limits.memory_bytes > 0 && shared.rss() + estimate > limits.memory_bytes {
-            return fail_all(format!(
+            return Err(format!(
                 "this request needs about {} MiB of KV cache on top of {} MiB in use; the memory limit is {} MiB",
                 estimate / MIB,
                 shared.rss() / MIB,
                 limits.memory_bytes / MIB
             ));
         }
-
         let threads = i32::try_from(self.opts.threads).unwrap_or(0);
         let mut params = LlamaContextParams::default()
             .with_n_ctx(NonZeroU32::new(u32::try_from(n_ctx).unwrap_or(u32::MAX)))
@@ -293,13 +330,55 @@ impl Engine for LlamaEngine {
         if threads > 0 {
             params = params.with_n_threads(threads).with_n_threads_batch(threads);
         }
-        let backend = match ggml() {
-            Ok(b) => b,
-            Err(e) => return fail_all(e.to_string()),
+        let backend = ggml().map_err(|e| e.to_string())?;
+        model.new_context(backend, params).map_err(|e| format!("context ({n_ctx} tokens × {n} sequences): {e}"))
+    }
+
+    fn generate<'m>(
+        &self,
+        model: &'m LlamaModel,
+        kept: &mut MaybeContext<'m>,
+        req: GenRequest,
+        events: &mpsc::Sender<JobEvent>,
+        cancel: &CancellationToken,
+        shared: &WorkerShared,
+    ) {
+        let started = Instant::now();
+        let n = req.n.max(1);
+        let fail_all = |error: String| {
+            for candidate in 0..n {
+                let _ = events.blocking_send(JobEvent::Failed { candidate, error: error.clone() });
+            }
         };
-        let mut ctx: LlamaContext<'_> = match self.model.new_context(backend, params) {
-            Ok(c) => c,
-            Err(e) => return fail_all(format!("context ({n_ctx} tokens × {n} sequences): {e}")),
+        let prompt = match self.render(model, &req) {
+            Ok(p) => p,
+            Err(e) => return fail_all(e),
+        };
+        let vocab = model.vocab();
+        let tokens = vocab.tokenize(prompt.as_bytes(), true, true);
+        let prompt_len = u32::try_from(tokens.len()).unwrap_or(u32::MAX);
+        let need = u64::from(prompt_len) + u64::from(n) * u64::from(req.sampling.max_tokens) + 8;
+        let train = u64::from(model.n_ctx_train());
+        if u64::from(prompt_len) + 8 > train {
+            return fail_all(format!("prompt is {prompt_len} tokens; the model's context is {train}"));
+        }
+        let n_ctx = need.min(train.saturating_mul(u64::from(n))).next_multiple_of(256);
+        let fits = kept.as_ref().is_some_and(|k| k.n_ctx >= n_ctx && k.n_seq >= n);
+        let ctx = if let (true, Some(k)) = (fits, kept.as_mut()) {
+            // Forget every sequence's cells; the buffers stay allocated.
+            if let Err(e) = k.ctx.clear_kv_cache_seq(None, None, None) {
+                return fail_all(format!("kv clear: {e}"));
+            }
+            &mut k.ctx
+        } else {
+            // Grow to cover both this request and the largest before it, so alternating
+            // request shapes do not rebuild the context every time.
+            let (n_ctx, n) = kept.as_ref().map_or((n_ctx, n), |k| (k.n_ctx.max(n_ctx), k.n_seq.max(n)));
+            *kept = None;
+            match self.new_context(model, n_ctx, n, shared) {
+                Ok(ctx) => &mut kept.insert(KeptContext { ctx, n_ctx, n_seq: n }).ctx,
+                Err(e) => return fail_all(e),
+            }
         };
 
         // Prefill in chunks of the batch size; only the last prompt token needs logits.
@@ -329,7 +408,7 @@ impl Engine for LlamaEngine {
             }
         }
 
-        let n_vocab = self.model.n_vocab();
+        let n_vocab = model.n_vocab();
         let last_idx = batch.n_tokens() - 1;
         let mut seqs: Vec<Seq> = (0..n)
             .map(|candidate| Seq {
@@ -367,7 +446,7 @@ impl Engine for LlamaEngine {
                 return;
             }
             let t = Instant::now();
-            sample_step(&ctx, &mut seqs);
+            sample_step(ctx, &mut seqs);
             t_sample += t.elapsed();
             batch.clear();
             let mut added = 0;
@@ -443,13 +522,6 @@ impl Engine for LlamaEngine {
                 return;
             }
         }
-    }
-
-    fn set_limits(&mut self, limits: Limits) -> Result<(), BackendError> {
-        // llama.cpp has no allocator limit to set: lem-tui enforces `memory_limit` itself (at
-        // load, per request, and in the engine's RSS check). A cache limit has no meaning here.
-        self.opts.limits = limits;
-        Ok(())
     }
 }
 
