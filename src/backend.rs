@@ -6,7 +6,9 @@
 //! natively async but emits the same events. Cancellation is checked between tokens.
 
 pub mod memory;
+pub mod mlx;
 pub mod openai;
+pub mod sampler;
 pub mod utf8;
 pub mod worker;
 
@@ -46,6 +48,9 @@ pub struct Sampling {
     pub top_k: i32,
     /// <= 1 means off. Applied to generated tokens only, as go-mlx does.
     pub repeat_penalty: f32,
+    /// 0 means off: tokens under `min_p` × the top probability are dropped.
+    #[serde(default)]
+    pub min_p: f32,
     /// Candidate `i` of a request samples with `seed + i`.
     pub seed: u64,
     /// Never stop at end-of-generation tokens (benchmarks: every candidate runs to `max_tokens`).
@@ -62,6 +67,7 @@ impl Default for Sampling {
             top_p: 0.0,
             top_k: 0,
             repeat_penalty: 0.0,
+            min_p: 0.0,
             seed: 0,
             ignore_eos: false,
         }

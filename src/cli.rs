@@ -101,6 +101,12 @@ pub struct DistillArgs {
     /// Memory limit in GB (> 0 overrides distill.memory_limit; 0 = no limit).
     #[arg(long, default_value_t = 0, value_name = "GB")]
     pub mem_limit: i64,
+    /// MLX: Metal wired-memory limit in GB (0 = leave it).
+    #[arg(long, default_value_t = 0, value_name = "GB")]
+    pub wired_limit: u64,
+    /// MLX: clear the buffer cache every N decode steps (mlx-lm: 256; 0 = between probes only).
+    #[arg(long, default_value_t = 256, value_name = "N")]
+    pub clear_cache_every: u32,
     /// Run without the screen: LEM's progress lines on stderr.
     #[arg(long)]
     pub headless: bool,

@@ -63,6 +63,9 @@ pub struct Prepared {
     architecture: std::sync::OnceLock<String>,
     /// `--gpu-layers` as given (`None`: all layers when llama.cpp has a GPU backend).
     pub gpu_layers: Option<u32>,
+    /// MLX: `--wired-limit` in bytes (0 = leave it) and `--clear-cache-every`.
+    pub wired_bytes: u64,
+    pub clear_cache_every: u32,
     /// Where the model runs, as [`start_backend`] found it ("cpu", "CUDA0 (NVIDIA H100…), 18 layers").
     device: std::sync::OnceLock<String>,
     /// Opened by [`open_store`], handed to the engine by [`engine`].
@@ -112,7 +115,7 @@ pub fn flags_of(args: &DistillArgs) -> Flags {
 }
 
 fn choose_backend(arg: BackendArg, resolved: &Resolved, notes: &mut Vec<String>) -> BackendKind {
-    let mlx_built = cfg!(feature = "mlx");
+    let mlx_built = cfg!(mlx);
     match arg {
         BackendArg::Llama => BackendKind::Llama,
         BackendArg::Mlx => BackendKind::Mlx,
@@ -172,6 +175,7 @@ pub fn prepare(args: &DistillArgs) -> anyhow::Result<Prepared> {
         top_p: g.top_p as f32,
         top_k: i32::try_from(g.top_k).unwrap_or(0),
         repeat_penalty: g.repeat_penalty as f32,
+        min_p: g.min_p as f32,
         seed: args.seed.unwrap_or_else(random_seed),
         ignore_eos: false,
     };
@@ -213,6 +217,8 @@ pub fn prepare(args: &DistillArgs) -> anyhow::Result<Prepared> {
         fresh: args.fresh,
         architecture: std::sync::OnceLock::new(),
         gpu_layers: args.gpu_layers,
+        wired_bytes: args.wired_limit.saturating_mul(crate::backend::memory::GIB),
+        clear_cache_every: args.clear_cache_every,
         device: std::sync::OnceLock::new(),
         session: std::sync::Mutex::new(None),
         resume: std::sync::OnceLock::new(),
@@ -268,7 +274,7 @@ fn has_gguf_magic(path: &Path) -> bool {
 pub fn start_backend(p: &Prepared, say: &mut dyn FnMut(&str)) -> anyhow::Result<Arc<dyn Backend>> {
     match p.backend {
         BackendKind::Llama => start_llama(p, say),
-        BackendKind::Mlx => bail!("the MLX backend is not built into this binary (Apple Silicon only)"),
+        BackendKind::Mlx => start_mlx(p, say),
         BackendKind::OpenAi => start_openai(p, say),
     }
 }
@@ -326,12 +332,55 @@ fn start_llama(p: &Prepared, say: &mut dyn FnMut(&str)) -> anyhow::Result<Arc<dy
     Ok(Arc::new(backend))
 }
 
+/// The MLX model folder: `paths.base` (LEM's own key), absolute or under the project root.
+#[cfg_attr(not(mlx), allow(dead_code))]
+fn mlx_dir(p: &Prepared) -> anyhow::Result<PathBuf> {
+    let base = &p.resolved.model.paths.base;
+    let file = p.resolved.root.join(".core/ai/models").join(format!("{}.yaml", p.resolved.model_spec));
+    if base.is_empty() {
+        bail!("model {}: set paths.base to an MLX model folder in {}", p.resolved.model_spec, file.display());
+    }
+    let dir = [PathBuf::from(base), p.resolved.root.join(base)].into_iter().find(|d| d.join("config.json").is_file());
+    dir.with_context(|| {
+        format!(
+            "model {}: paths.base {base} is not an MLX model folder (config.json, *.safetensors, tokenizer.json), \
+             set in {}",
+            p.resolved.model_spec,
+            file.display()
+        )
+    })
+}
+
+#[cfg(mlx)]
+fn start_mlx(p: &Prepared, say: &mut dyn FnMut(&str)) -> anyhow::Result<Arc<dyn Backend>> {
+    use crate::backend::mlx::{MlxOptions, spawn};
+    let dir = mlx_dir(p)?;
+    let mut opts = MlxOptions::new(&dir);
+    opts.limits = p.limits;
+    opts.wired_bytes = p.wired_bytes;
+    opts.clear_cache_every = p.clear_cache_every;
+    say(&format!("loading MLX model: {}", dir.display()));
+    let backend = spawn(opts)?;
+    let info = crate::backend::Backend::info(&backend);
+    p.set_architecture(&info.architecture);
+    let device = if cfg!(target_os = "macos") { "metal" } else { "cpu (mlx)" };
+    say(&format!("model loaded: {} {}-layer ({} template) on {device}", info.architecture, info.layers, info.template));
+    let _ = p.device.set(device.to_owned());
+    Ok(Arc::new(backend))
+}
+
+#[cfg(not(mlx))]
+fn start_mlx(_: &Prepared, _: &mut dyn FnMut(&str)) -> anyhow::Result<Arc<dyn Backend>> {
+    bail!(crate::backend::BackendError::NotBuilt("MLX"))
+}
+
 #[cfg(not(feature = "llama"))]
 fn start_llama(_: &Prepared, _: &mut dyn FnMut(&str)) -> anyhow::Result<Arc<dyn Backend>> {
     bail!(crate::backend::BackendError::NotBuilt("llama.cpp"))
 }
 
 /// llama.cpp template names for families whose GGUFs may lack one.
+#[cfg_attr(not(feature = "llama"), allow(dead_code))]
 fn family_template(family: &str) -> Option<String> {
     match family {
         "gemma" | "gemma2" | "gemma3" | "gemma3_text" => Some("gemma".into()),

@@ -210,7 +210,7 @@ fn lem_ai_yaml_loads_with_every_value() {
     assert_eq!(c.scorer.sycophancy_uplift, 5.0);
     assert_eq!(
         c.generate,
-        GenerateConfig { max_tokens: 4096, temperature: 0.8, top_p: 0.95, top_k: 40, repeat_penalty: 1.1 }
+        GenerateConfig { max_tokens: 4096, temperature: 0.8, top_p: 0.95, top_k: 40, repeat_penalty: 1.1, min_p: 0.0 }
     );
     assert_eq!((c.distill.runs, c.distill.min_chars, c.distill.cache_limit, c.distill.memory_limit), (3, 20, 8, 16));
 }
@@ -248,7 +248,7 @@ fn resolve_4b_merges_like_lem() {
     let r = resolve(&flags(dir.path(), "gemma3/4b")).unwrap();
     assert_eq!(
         r.generate,
-        GenerateConfig { max_tokens: 3072, temperature: 0.75, top_p: 0.95, top_k: 40, repeat_penalty: 1.1 }
+        GenerateConfig { max_tokens: 3072, temperature: 0.75, top_p: 0.95, top_k: 40, repeat_penalty: 1.1, min_p: 0.0 }
     );
     assert_eq!(r.min_score, 40.0);
     assert_eq!(r.runs, 3);
@@ -296,7 +296,7 @@ fn missing_kernel_names_both_paths_tried() {
 #[test]
 fn unknown_lem_keys_are_warnings_with_key_paths() {
     let dir = lem_project();
-    let ai = AI_YAML.replace("generate:\n", "generate:\n  min_p: 0.05\n") + "telemetry: off\n";
+    let ai = AI_YAML.replace("generate:\n", "generate:\n  mirostat: 2\n") + "telemetry: off\n";
     write(dir.path(), ".core/ai/ai.yaml", &ai);
     let body = MODEL_4B.replace("paths:\n", "paths:\n  lora: adapters/x\n") + "quantization:\n  bits: 4\n";
     write(dir.path(), ".core/ai/models/gemma3/4b.yaml", &body);
@@ -311,7 +311,7 @@ fn unknown_lem_keys_are_warnings_with_key_paths() {
         })
         .collect();
     let want = [
-        ("ai.yaml", "generate.min_p"),
+        ("ai.yaml", "generate.mirostat"),
         ("ai.yaml", "telemetry"),
         ("4b.yaml", "paths.lora"),
         ("4b.yaml", "quantization"),
@@ -321,7 +321,7 @@ fn unknown_lem_keys_are_warnings_with_key_paths() {
         assert!(got.contains(&(file.into(), key.into())), "missing {file} {key} in {got:?}");
     }
     let shown = r.warnings[0].to_string();
-    assert!(shown.contains("ai.yaml") && shown.contains("generate.min_p"), "{shown}");
+    assert!(shown.contains("ai.yaml") && shown.contains("generate.mirostat"), "{shown}");
 }
 
 #[test]
@@ -468,7 +468,8 @@ fn model_not_found_lists_available_models() {
 
 #[test]
 fn merge_model_values_above_zero_override() {
-    let global = GenerateConfig { max_tokens: 4096, temperature: 0.8, top_p: 0.95, top_k: 40, repeat_penalty: 1.1 };
+    let global =
+        GenerateConfig { max_tokens: 4096, temperature: 0.8, top_p: 0.95, top_k: 40, repeat_penalty: 1.1, min_p: 0.0 };
     assert_eq!(merge(&global, &GenerateConfig::default()), global);
     let model = GenerateConfig {
         max_tokens: 3072,
@@ -476,10 +477,11 @@ fn merge_model_values_above_zero_override() {
         top_p: 0.0,
         top_k: 5,
         repeat_penalty: 1.3,
+        min_p: 0.05,
     };
     assert_eq!(
         merge(&global, &model),
-        GenerateConfig { max_tokens: 3072, temperature: 0.8, top_p: 0.95, top_k: 5, repeat_penalty: 1.3 }
+        GenerateConfig { max_tokens: 3072, temperature: 0.8, top_p: 0.95, top_k: 5, repeat_penalty: 1.3, min_p: 0.05 }
     );
 }
 

@@ -13,6 +13,7 @@ use std::thread::JoinHandle;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::memory::MlxMemory;
 use super::memory::SystemProbe;
 use super::{Backend, BackendError, GenRequest, JobEvent, Limits, MemorySnapshot, ModelInfo};
 
@@ -40,6 +41,8 @@ pub(crate) struct WorkerShared {
     limits: Mutex<Limits>,
     model_bytes: AtomicU64,
     kv_bytes: AtomicU64,
+    /// MLX allocator figures, as the engine thread last read them.
+    mlx: Mutex<Option<MlxMemory>>,
     probe: Mutex<SystemProbe>,
 }
 
@@ -52,6 +55,13 @@ impl WorkerShared {
         self.kv_bytes.store(bytes, Ordering::Relaxed);
     }
 
+    /// MLX is read on its own thread only; the engine posts its figures here for the gauge.
+    #[cfg_attr(not(mlx), allow(dead_code))]
+    pub(crate) fn set_mlx(&self, m: MlxMemory) {
+        *self.mlx.lock().unwrap_or_else(PoisonError::into_inner) = Some(m);
+    }
+
+    #[cfg_attr(not(feature = "llama"), allow(dead_code))]
     pub(crate) fn rss(&self) -> u64 {
         self.snapshot().rss
     }
@@ -62,6 +72,7 @@ impl WorkerShared {
             model_bytes: self.model_bytes.load(Ordering::Relaxed),
             kv_bytes: self.kv_bytes.load(Ordering::Relaxed),
             limits: self.limits(),
+            mlx: *self.mlx.lock().unwrap_or_else(PoisonError::into_inner),
             ..MemorySnapshot::default()
         };
         self.probe.lock().unwrap_or_else(PoisonError::into_inner).fill(&mut snap);
@@ -87,6 +98,7 @@ impl WorkerBackend {
             limits: Mutex::new(limits),
             model_bytes: AtomicU64::new(0),
             kv_bytes: AtomicU64::new(0),
+            mlx: Mutex::new(None),
             probe: Mutex::new(SystemProbe::new()),
         });
         let (tx, rx) = std_mpsc::channel::<Command>();

@@ -93,6 +93,9 @@ pub fn merge(global: &GenerateConfig, model: &GenerateConfig) -> GenerateConfig 
     if model.repeat_penalty > 0.0 {
         m.repeat_penalty = model.repeat_penalty;
     }
+    if model.min_p > 0.0 {
+        m.min_p = model.min_p;
+    }
     m
 }
 

@@ -100,6 +100,10 @@ pub struct GenerateConfig {
     pub top_k: i64,
     #[serde(deserialize_with = "nullable")]
     pub repeat_penalty: f64,
+    /// Drop tokens below `min_p` × the most likely one's probability (newest go-inference's
+    /// `WithMinP`); 0 = off.
+    #[serde(deserialize_with = "nullable")]
+    pub min_p: f64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

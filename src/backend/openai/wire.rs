@@ -52,6 +52,10 @@ impl Body<'_> {
             if s.top_k > 0 {
                 body.insert("top_k".into(), json!(s.top_k));
             }
+            if s.min_p > 0.0 {
+                // vLLM, SGLang, llama.cpp's servers and Ollama all name it so.
+                body.insert("min_p".into(), json!(s.min_p));
+            }
             if s.repeat_penalty > 1.0 {
                 // vLLM and SGLang read the first name, llama.cpp's servers the second.
                 body.insert("repetition_penalty".into(), json!(s.repeat_penalty));
@@ -206,6 +210,7 @@ pub fn rejects_extras(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
     [
         "top_k",
+        "min_p",
         "repetition_penalty",
         "repeat_penalty",
         "ignore_eos",

