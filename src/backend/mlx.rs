@@ -343,6 +343,10 @@ mod engine {
             }
         }
 
+        fn started(&mut self, shared: &WorkerShared) {
+            shared.set_mlx(readings());
+        }
+
         fn set_limits(&mut self, limits: Limits) -> Result<(), BackendError> {
             apply_limits(limits, self.opts.wired_bytes, self.defaults).map_err(BackendError::Other)?;
             self.applied = limits;

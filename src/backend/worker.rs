@@ -27,6 +27,9 @@ pub(crate) trait Engine {
         shared: &WorkerShared,
     );
     fn set_limits(&mut self, limits: Limits) -> Result<(), BackendError>;
+
+    /// Called once on the thread after loading, before any request (first gauge figures).
+    fn started(&mut self, _shared: &WorkerShared) {}
 }
 
 enum Command {
@@ -110,6 +113,8 @@ impl WorkerBackend {
                 let mut engine = match load() {
                     Ok((engine, info)) => {
                         thread_shared.model_bytes.store(info.file_bytes, Ordering::Relaxed);
+                        let mut engine = engine;
+                        engine.started(&thread_shared);
                         let _ = ready_tx.send(Ok(info));
                         engine
                     }
