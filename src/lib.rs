@@ -8,7 +8,7 @@
 //!
 //! ```text
 //!  main ─ commands ─┬─ headless ──┐
-//!                   └─ app ─ ui ──┼─ setup ── distill (the engine) ─┬─ backend/{worker, llama, openai}
+//!                   └─ app ─ ui ──┼─ setup ── distill (the engine) ─┬─ backend/{worker, llama, mlx, openai}
 //!                                 │     └─ store (Journal impl) ───┼─ scorer (pure)
 //!                                 └─ cli                           └─ lesson, config, probes
 //! ```
@@ -17,7 +17,9 @@
 //!   LEM's files. [`backend`] owns models; blocking engines live on one dedicated thread each,
 //!   the OpenAI-compatible one ([`backend::openai`]) is async tasks on the engine's runtime that
 //!   spread candidates over remote endpoints and regenerate those cut off mid-stream
-//!   (`JobEvent::Restart`: views drop that candidate's text).
+//!   (`JobEvent::Restart`: views drop that candidate's text). [`backend::mlx`] is MLX through
+//!   mlx-rs (always on Apple Silicon, `cfg(mlx)`); engines that hand back raw logits sample with
+//!   [`backend::sampler`] (go-mlx's chain, pure).
 //! - [`distill::Engine`] is the one implementation of the loop. It reports
 //!   [`distill::EngineEvent`]s on a bounded channel and obeys [`distill::Control`] commands; the
 //!   headless printer and the TUI are views over it.

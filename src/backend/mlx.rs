@@ -74,7 +74,19 @@ mod engine {
         cache: usize,
     }
 
+    /// Read once per process: a later backend must not mistake an earlier one's limits for
+    /// MLX's defaults.
+    static DEFAULTS: std::sync::OnceLock<Defaults> = std::sync::OnceLock::new();
+
     impl Defaults {
+        fn get() -> Result<Self, BackendError> {
+            if let Some(d) = DEFAULTS.get() {
+                return Ok(*d);
+            }
+            let d = Self::read()?;
+            Ok(*DEFAULTS.get_or_init(|| d))
+        }
+
         fn read() -> Result<Self, BackendError> {
             let memory = memory::memory_limit().map_err(|e| BackendError::Other(mlx_err(e)))?;
             // There is no getter for the cache limit; setting returns the previous one.
@@ -158,7 +170,7 @@ mod engine {
                 return Err(BackendError::ModelMissing { path });
             }
             let cfg = read_config(&dir)?;
-            let defaults = Defaults::read()?;
+            let defaults = Defaults::get()?;
             apply_limits(opts.limits, opts.wired_bytes, defaults).map_err(BackendError::Other)?;
             let file_bytes = safetensors_bytes(&dir);
             if opts.limits.memory_bytes > 0 && file_bytes + 64 * MIB > opts.limits.memory_bytes {
