@@ -91,6 +91,21 @@ fn greedy_parity_gemma3_4bit() {
     parity("gemma3-270m-4bit");
 }
 
+/// A prompt longer than Gemma 3's 512-token sliding window: the windowed prefill mask, the
+/// sliding layers' trimmed caches and decoding past the window must all agree with mlx-lm.
+#[test]
+fn greedy_parity_gemma3_past_the_sliding_window() {
+    let dir = checkpoint("gemma3-270m-bf16");
+    let story: String =
+        (1..=70).map(|i| format!("Day {i}: the river rose a little and the town watched it. ")).collect();
+    let msgs = vec![Message::user(format!("{story}\nSummarise the story above in one sentence."))];
+    let r = reference(&dir, &msgs, 12);
+    assert!(r.prompt_ids.len() > 600, "the prompt must exceed the window: {} tokens", r.prompt_ids.len());
+    let (prompt, ids) = greedy_ids(&dir, &msgs, 12).expect("lem-tui generates");
+    assert_eq!(prompt, r.prompt_ids);
+    assert_eq!(ids, r.ids, "greedy ids past the sliding window equal mlx-lm's");
+}
+
 struct Answer {
     texts: Vec<String>,
     streamed: Vec<String>,

@@ -10,7 +10,8 @@ use std::path::Path;
 use mlx_rs::error::Exception;
 use mlx_rs::fast::{self, ScaledDotProductAttentionMask};
 use mlx_rs::ops::indexing::take_axis;
-use mlx_rs::ops::{self, concatenate, dequantize, quantized_matmul, reshape, transpose_axes};
+use mlx_rs::ops::indexing::{TryIndexMutOp, TryIndexOp};
+use mlx_rs::ops::{self, concatenate, dequantize, quantized_matmul, reshape, transpose_axes, zeros_dtype};
 use mlx_rs::{Array, Dtype};
 
 use super::config::{Family, ModelConfig, RopeScaling};
@@ -222,8 +223,12 @@ impl Rope {
     }
 }
 
-/// One layer's keys and values. Global layers keep everything; sliding-window layers keep
-/// the last `window - 1` positions between calls, so a decode step sees exactly `window`.
+/// One layer's keys and values.
+///
+/// Global layers write into buffers grown 256 positions at a time and updated in place (as
+/// mlx-lm's `KVCache`), so a long answer costs no per-token copy of the whole cache and the
+/// allocator sees few, stable buffer sizes. Sliding-window layers keep the last `window - 1`
+/// positions between calls (bounded), so a decode step sees exactly `window`.
 pub struct KvCache {
     keys: Option<Array>,
     values: Option<Array>,
@@ -232,30 +237,69 @@ pub struct KvCache {
     window: Option<i32>,
 }
 
+/// mlx-lm's `KVCache.step`.
+const KV_STEP: i32 = 256;
+
 impl KvCache {
     fn new(window: Option<i32>) -> Self {
         Self { keys: None, values: None, offset: 0, window }
     }
 
+    /// Cached positions the next chunk's queries can see.
     fn len(&self) -> i32 {
-        self.keys.as_ref().map_or(0, |k| k.shape()[2])
+        match self.window {
+            None => self.offset,
+            Some(_) => self.keys.as_ref().map_or(0, |k| k.shape()[2]),
+        }
     }
 
     fn update(&mut self, k: Array, v: Array) -> R<(Array, Array)> {
+        match self.window {
+            None => self.update_global(k, v),
+            Some(w) => self.update_sliding(k, v, w),
+        }
+    }
+
+    fn update_global(&mut self, k: Array, v: Array) -> R<(Array, Array)> {
+        let prev = self.offset;
+        let l = k.shape()[2];
+        let end = prev + l;
+        let cap = self.keys.as_ref().map_or(0, |a| a.shape()[2]);
+        if end > cap {
+            let grow = (l + KV_STEP - 1) / KV_STEP * KV_STEP;
+            let fresh = |a: &Array| -> R<Array> {
+                let sh = a.shape();
+                zeros_dtype(&[sh[0], sh[1], grow, sh[3]], a.dtype())
+            };
+            let (nk, nv) = (fresh(&k)?, fresh(&v)?);
+            let extend = |old: Option<&Array>, new: Array| -> R<Array> {
+                match old {
+                    Some(o) => concatenate(&[o.try_index((.., .., ..prev, ..))?, new], 2),
+                    None => Ok(new),
+                }
+            };
+            self.keys = Some(extend(self.keys.as_ref(), nk)?);
+            self.values = Some(extend(self.values.as_ref(), nv)?);
+        }
+        let (Some(keys), Some(values)) = (self.keys.as_mut(), self.values.as_mut()) else {
+            return Err(Exception::custom("kv cache buffers missing"));
+        };
+        keys.try_index_mut((.., .., prev..end, ..), &k)?;
+        values.try_index_mut((.., .., prev..end, ..), &v)?;
+        self.offset = end;
+        Ok((keys.try_index((.., .., ..end, ..))?, values.try_index((.., .., ..end, ..))?))
+    }
+
+    fn update_sliding(&mut self, k: Array, v: Array, w: i32) -> R<(Array, Array)> {
+        let added = k.shape()[2];
         let (k, v) = match (&self.keys, &self.values) {
             (Some(pk), Some(pv)) => (concatenate(&[pk, &k], 2)?, concatenate(&[pv, &v], 2)?),
             _ => (k, v),
         };
-        self.offset += k.shape()[2] - self.len();
+        self.offset += added;
         let keep = |a: &Array| -> R<Array> {
-            match self.window {
-                Some(w) if a.shape()[2] > w - 1 => {
-                    let n = a.shape()[2];
-                    let idx = Array::from_iter(n - (w - 1)..n, &[w - 1]);
-                    take_axis(a, &idx, 2)
-                }
-                _ => Ok(a.clone()),
-            }
+            let n = a.shape()[2];
+            if n > w - 1 { a.try_index((.., .., n - (w - 1).., ..)) } else { Ok(a.clone()) }
         };
         self.keys = Some(keep(&k)?);
         self.values = Some(keep(&v)?);
