@@ -161,6 +161,9 @@ pub struct ModelInfo {
     pub file_bytes: u64,
     pub context_train: u32,
     pub template: String,
+    /// Things the operator should know about the load (shown before the run starts).
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// Errors a backend reports outside a request.

@@ -362,6 +362,9 @@ fn start_mlx(p: &Prepared, say: &mut dyn FnMut(&str)) -> anyhow::Result<Arc<dyn 
     say(&format!("loading MLX model: {}", dir.display()));
     let backend = spawn(opts)?;
     let info = crate::backend::Backend::info(&backend);
+    for w in &info.warnings {
+        say(&format!("warning: {w}"));
+    }
     p.set_architecture(&info.architecture);
     let device = if cfg!(target_os = "macos") { "metal" } else { "cpu (mlx)" };
     say(&format!("model loaded: {} {}-layer ({} template) on {device}", info.architecture, info.layers, info.template));

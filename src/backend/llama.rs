@@ -186,6 +186,7 @@ impl LlamaEngine {
             file_bytes,
             context_train: model.n_ctx_train(),
             template: template_name.clone(),
+            warnings: Vec::new(),
         };
         let cell = ModelAndContext::new(model, |_| None);
         Ok((Self { cell, cfg: EngineConfig { opts, template, kv_per_token, eog } }, info))

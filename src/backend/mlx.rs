@@ -180,12 +180,16 @@ mod engine {
                     limit_mib: opts.limits.memory_bytes / MIB,
                 });
             }
+            let mut warnings = Vec::new();
             if cfg!(target_os = "macos") && file_bytes > defaults.working_set() {
-                tracing::warn!(
-                    weights_mib = file_bytes / MIB,
-                    working_set_mib = defaults.working_set() / MIB,
-                    "the weights exceed the GPU's recommended working set: expect swapping"
-                );
+                warnings.push(format!(
+                    "the weights ({} MiB) exceed the GPU's recommended working set ({} MiB): expect swapping",
+                    file_bytes / MIB,
+                    defaults.working_set() / MIB
+                ));
+            }
+            for w in &warnings {
+                tracing::warn!("mlx: {w}");
             }
             let load = |e: super::model::WeightError| BackendError::Load { path: path.clone(), reason: e.to_string() };
             let mut weights = Weights::load(&dir, cfg.weight_prefix).map_err(load)?;
@@ -205,6 +209,7 @@ mod engine {
                 file_bytes,
                 context_train: u32::try_from(cfg.max_position_embeddings).unwrap_or(0),
                 template: chat.template_name.clone(),
+                warnings,
             };
             tracing::info!(
                 arch = %cfg.model_type,
