@@ -303,6 +303,23 @@ mod engine {
     }
 
     impl Row {
+        /// Sends the candidate's one `Done`, with whatever text the detokenizer still held.
+        fn finish(
+            &mut self,
+            chat: &Chat,
+            finish: FinishReason,
+            events: &mpsc::Sender<JobEvent>,
+            prompt_tokens: u32,
+            prefill_tok_s: f64,
+            started: Instant,
+        ) {
+            let tail = self.detok.finish(chat).unwrap_or_default();
+            self.text.push_str(&tail);
+            let metrics = self.metrics(prompt_tokens, prefill_tok_s, started);
+            let text = std::mem::take(&mut self.text);
+            let _ = events.blocking_send(JobEvent::Done { candidate: self.candidate, text, finish, metrics });
+        }
+
         fn metrics(&self, prompt_tokens: u32, prefill_tok_s: f64, started: Instant) -> Metrics {
             let wall = started.elapsed();
             let ttft = self.first_token.map_or(Duration::ZERO, |t| t.duration_since(started));
@@ -445,18 +462,9 @@ mod engine {
             let mut gauge_at = Instant::now();
             let mut steps = 0_u32;
             loop {
+                let end = |r: &mut Row, finish| r.finish(chat, finish, events, prompt_len, prefill_tok_s, started);
                 if cancel.is_cancelled() {
-                    for r in &mut rows {
-                        let tail = r.detok.finish(chat).unwrap_or_default();
-                        r.text.push_str(&tail);
-                        let metrics = r.metrics(prompt_len, prefill_tok_s, started);
-                        let _ = events.blocking_send(JobEvent::Done {
-                            candidate: r.candidate,
-                            text: std::mem::take(&mut r.text),
-                            finish: FinishReason::Cancelled,
-                            metrics,
-                        });
-                    }
+                    rows.iter_mut().for_each(|r| end(r, FinishReason::Cancelled));
                     return Ok(());
                 }
                 // Emit this step's tokens; decide who goes on.
@@ -483,17 +491,7 @@ mod engine {
                         None
                     };
                     match finish {
-                        Some(finish) => {
-                            let tail = r.detok.finish(chat).unwrap_or_default();
-                            r.text.push_str(&tail);
-                            let metrics = r.metrics(prompt_len, prefill_tok_s, started);
-                            let _ = events.blocking_send(JobEvent::Done {
-                                candidate: r.candidate,
-                                text: std::mem::take(&mut r.text),
-                                finish,
-                                metrics,
-                            });
-                        }
+                        Some(finish) => end(r, finish),
                         None => keep.push(i),
                     }
                 }
