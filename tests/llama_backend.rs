@@ -3,12 +3,12 @@
 
 mod common;
 
+use common::ask::ask;
+
 use std::time::Duration;
 
 use lem_tui::backend::llama::{LlamaOptions, spawn};
-use lem_tui::backend::{Backend, BackendError, FinishReason, GenRequest, JobEvent, Limits, Message, Metrics, Sampling};
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
+use lem_tui::backend::{Backend, BackendError, FinishReason, GenRequest, Limits, Message, Sampling};
 
 fn opts(spec: &str, template: Option<&str>) -> LlamaOptions {
     LlamaOptions {
@@ -19,52 +19,6 @@ fn opts(spec: &str, template: Option<&str>) -> LlamaOptions {
         gpu_layers: 0,
         limits: Limits::default(),
     }
-}
-
-struct Answer {
-    texts: Vec<String>,
-    streamed: Vec<String>,
-    finish: Vec<Option<FinishReason>>,
-    metrics: Vec<Metrics>,
-    prefilled: Option<u32>,
-    failures: Vec<String>,
-}
-
-fn ask(backend: &dyn Backend, req: GenRequest, cancel_after: Option<usize>) -> Answer {
-    let n = req.n as usize;
-    let (tx, mut rx) = mpsc::channel(8);
-    let cancel = CancellationToken::new();
-    backend.generate(req, tx, cancel.clone()).expect("request accepted");
-    let mut a = Answer {
-        texts: vec![String::new(); n],
-        streamed: vec![String::new(); n],
-        finish: vec![None; n],
-        metrics: vec![Metrics::default(); n],
-        prefilled: None,
-        failures: Vec::new(),
-    };
-    let mut tokens = 0;
-    while let Some(ev) = rx.blocking_recv() {
-        match ev {
-            JobEvent::Prefilled { prompt_tokens, .. } => a.prefilled = Some(prompt_tokens),
-            JobEvent::Token { candidate, text } => {
-                a.streamed[candidate as usize].push_str(&text);
-                tokens += 1;
-                if cancel_after.is_some_and(|k| tokens >= k) {
-                    cancel.cancel();
-                }
-            }
-            JobEvent::Done { candidate, text, finish, metrics } => {
-                a.texts[candidate as usize] = text;
-                a.finish[candidate as usize] = Some(finish);
-                a.metrics[candidate as usize] = metrics;
-            }
-            JobEvent::Failed { error, .. } => a.failures.push(error),
-            // llama.cpp never retries a candidate elsewhere; a restart here would be a bug.
-            JobEvent::Restart { candidate, reason } => panic!("unexpected restart of {candidate}: {reason}"),
-        }
-    }
-    a
 }
 
 fn greedy(max_tokens: u32) -> Sampling {

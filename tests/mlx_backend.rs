@@ -3,16 +3,17 @@
 //! scripts/mlx_checkpoints.py. Run through scripts/mlx-linux on Linux (PyPI `mlx[cpu]`).
 #![cfg(mlx)]
 
+mod common;
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
+use common::ROOT;
+use common::ask::ask;
 use lem_tui::backend::mlx::{MlxOptions, greedy_ids, spawn};
-use lem_tui::backend::{Backend, FinishReason, GenRequest, JobEvent, Limits, Message, Metrics, Sampling};
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
+use lem_tui::backend::{Backend, FinishReason, GenRequest, Limits, Message, Sampling};
 
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const MIB: u64 = 1024 * 1024;
 
 /// A converted checkpoint; fails (never skips) when the conversion has not run.
@@ -104,48 +105,6 @@ fn greedy_parity_gemma3_past_the_sliding_window() {
     let (prompt, ids) = greedy_ids(&dir, &msgs, 12).expect("lem-tui generates");
     assert_eq!(prompt, r.prompt_ids);
     assert_eq!(ids, r.ids, "greedy ids past the sliding window equal mlx-lm's");
-}
-
-struct Answer {
-    texts: Vec<String>,
-    streamed: Vec<String>,
-    finish: Vec<Option<FinishReason>>,
-    metrics: Vec<Metrics>,
-    failures: Vec<String>,
-}
-
-fn ask(backend: &dyn Backend, req: GenRequest, cancel_after: Option<usize>) -> Answer {
-    let n = req.n as usize;
-    let (tx, mut rx) = mpsc::channel(8);
-    let cancel = CancellationToken::new();
-    backend.generate(req, tx, cancel.clone()).expect("request accepted");
-    let mut a = Answer {
-        texts: vec![String::new(); n],
-        streamed: vec![String::new(); n],
-        finish: vec![None; n],
-        metrics: vec![Metrics::default(); n],
-        failures: Vec::new(),
-    };
-    let mut tokens = 0;
-    while let Some(ev) = rx.blocking_recv() {
-        match ev {
-            JobEvent::Token { candidate, text } => {
-                a.streamed[candidate as usize].push_str(&text);
-                tokens += 1;
-                if cancel_after.is_some_and(|k| tokens >= k) {
-                    cancel.cancel();
-                }
-            }
-            JobEvent::Done { candidate, text, finish, metrics } => {
-                a.texts[candidate as usize] = text;
-                a.finish[candidate as usize] = Some(finish);
-                a.metrics[candidate as usize] = metrics;
-            }
-            JobEvent::Failed { error, .. } => a.failures.push(error),
-            JobEvent::Prefilled { .. } | JobEvent::Restart { .. } => {}
-        }
-    }
-    a
 }
 
 fn greedy(max_tokens: u32) -> Sampling {

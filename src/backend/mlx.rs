@@ -120,6 +120,32 @@ mod engine {
         Ok(())
     }
 
+    /// MLX's process-wide limits as this engine last applied them.
+    struct Allocator {
+        defaults: Defaults,
+        wired: u64,
+        applied: Limits,
+    }
+
+    impl Allocator {
+        fn apply(&mut self, limits: Limits) -> Result<(), String> {
+            apply_limits(limits, self.wired, self.defaults)?;
+            self.applied = limits;
+            Ok(())
+        }
+
+        /// Applies limits the operator changed: the shared copy moves at once, while the
+        /// `SetLimits` command waits behind the request in flight.
+        fn follow(&mut self, shared: &WorkerShared) {
+            let wanted = shared.limits();
+            if wanted != self.applied {
+                if let Err(e) = self.apply(wanted) {
+                    tracing::warn!("mlx: limits not applied: {e}");
+                }
+            }
+        }
+    }
+
     pub(crate) fn readings() -> MlxMemory {
         let get = |r: mlx_rs::error::Result<usize>| r.map_or(0, |v| v as u64);
         MlxMemory {
@@ -132,9 +158,8 @@ mod engine {
     pub(crate) struct MlxEngine {
         model: Model,
         chat: Chat,
-        opts: MlxOptions,
-        defaults: Defaults,
-        applied: Limits,
+        clear_cache_every: u32,
+        alloc: Allocator,
     }
 
     fn read_config(dir: &Path) -> Result<ModelConfig, BackendError> {
@@ -171,7 +196,8 @@ mod engine {
             }
             let cfg = read_config(&dir)?;
             let defaults = Defaults::get()?;
-            apply_limits(opts.limits, opts.wired_bytes, defaults).map_err(BackendError::Other)?;
+            let mut alloc = Allocator { defaults, wired: opts.wired_bytes, applied: Limits::default() };
+            alloc.apply(opts.limits).map_err(BackendError::Other)?;
             let file_bytes = safetensors_bytes(&dir);
             if opts.limits.memory_bytes > 0 && file_bytes + 64 * MIB > opts.limits.memory_bytes {
                 return Err(BackendError::OverLimit {
@@ -218,19 +244,7 @@ mod engine {
                 active_mib = readings().active / MIB,
                 "mlx model loaded"
             );
-            let applied = opts.limits;
-            Ok((Self { model, chat, opts, defaults, applied }, info))
-        }
-
-        /// Applies limits the operator changed (the shared copy moves at once; commands wait).
-        fn follow_limits(&mut self, shared: &WorkerShared) {
-            let wanted = shared.limits();
-            if wanted != self.applied {
-                match apply_limits(wanted, self.opts.wired_bytes, self.defaults) {
-                    Ok(()) => self.applied = wanted,
-                    Err(e) => tracing::warn!("mlx: limits not applied: {e}"),
-                }
-            }
+            Ok((Self { model, chat, clear_cache_every: opts.clear_cache_every, alloc }, info))
         }
 
         fn prompt(&self, messages: &[Message]) -> Result<Vec<u32>, String> {
@@ -364,7 +378,7 @@ mod engine {
             cancel: &CancellationToken,
             shared: &WorkerShared,
         ) {
-            self.follow_limits(shared);
+            self.alloc.follow(shared);
             let _ = memory::reset_peak_memory();
             let outcome = self.run(&req, events, cancel, shared);
             // Between probes: hand the buffer cache back (mlx-lm and go-inference do the same).
@@ -382,9 +396,7 @@ mod engine {
         }
 
         fn set_limits(&mut self, limits: Limits) -> Result<(), BackendError> {
-            apply_limits(limits, self.opts.wired_bytes, self.defaults).map_err(BackendError::Other)?;
-            self.applied = limits;
-            Ok(())
+            self.alloc.apply(limits).map_err(BackendError::Other)
         }
     }
 
@@ -412,7 +424,7 @@ mod engine {
             if prompt_len.saturating_add(8) > ctx {
                 return Err(fail(&all, format!("prompt is {prompt_len} tokens; the model's context is {ctx}")));
             }
-            let Self { model, chat, opts, defaults, applied } = self;
+            let Self { model, chat, clear_cache_every, alloc } = self;
             let model = &*model;
             let mut caches = model.new_cache();
             match prefill(model, &prompt, &mut caches, cancel) {
@@ -523,7 +535,7 @@ mod engine {
                     step(model, &token_array(&refs), &mut caches).map_err(|e| fail(&owed, format!("decode: {e}")))?;
                 choose(&mut rows, &logits, &logprobs).map_err(|e| fail(&owed, format!("sample: {e}")))?;
                 steps += 1;
-                let every = opts.clear_cache_every;
+                let every = *clear_cache_every;
                 if every > 0 && steps.is_multiple_of(every) {
                     let _ = memory::clear_cache();
                 }
@@ -532,13 +544,7 @@ mod engine {
                     shared.set_mlx(readings());
                     shared.set_kv_bytes(caches.iter().map(|c| c.nbytes() as u64).sum());
                     // Limits the operator changed while this request runs apply now.
-                    let wanted = shared.limits();
-                    if wanted != *applied {
-                        match apply_limits(wanted, opts.wired_bytes, *defaults) {
-                            Ok(()) => *applied = wanted,
-                            Err(e) => tracing::warn!("mlx: limits not applied: {e}"),
-                        }
-                    }
+                    alloc.follow(shared);
                 }
             }
         }

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: the real test models and a scratch project root.
 #![allow(dead_code)]
 
+pub mod ask;
+
 use std::path::{Path, PathBuf};
 
 pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");

@@ -1,0 +1,53 @@
+//! Asking an in-process backend one request and collecting everything it says.
+
+use lem_tui::backend::{Backend, FinishReason, GenRequest, JobEvent, Metrics};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub struct Answer {
+    pub texts: Vec<String>,
+    pub streamed: Vec<String>,
+    pub finish: Vec<Option<FinishReason>>,
+    pub metrics: Vec<Metrics>,
+    pub prefilled: Option<u32>,
+    pub failures: Vec<String>,
+}
+
+/// Sends `req` and collects its events until the request ends; cancels after
+/// `cancel_after` streamed tokens when given.
+pub fn ask(backend: &dyn Backend, req: GenRequest, cancel_after: Option<usize>) -> Answer {
+    let n = req.n as usize;
+    let (tx, mut rx) = mpsc::channel(8);
+    let cancel = CancellationToken::new();
+    backend.generate(req, tx, cancel.clone()).expect("request accepted");
+    let mut a = Answer {
+        texts: vec![String::new(); n],
+        streamed: vec![String::new(); n],
+        finish: vec![None; n],
+        metrics: vec![Metrics::default(); n],
+        prefilled: None,
+        failures: Vec::new(),
+    };
+    let mut tokens = 0;
+    while let Some(ev) = rx.blocking_recv() {
+        match ev {
+            JobEvent::Prefilled { prompt_tokens, .. } => a.prefilled = Some(prompt_tokens),
+            JobEvent::Token { candidate, text } => {
+                a.streamed[candidate as usize].push_str(&text);
+                tokens += 1;
+                if cancel_after.is_some_and(|k| tokens >= k) {
+                    cancel.cancel();
+                }
+            }
+            JobEvent::Done { candidate, text, finish, metrics } => {
+                a.texts[candidate as usize] = text;
+                a.finish[candidate as usize] = Some(finish);
+                a.metrics[candidate as usize] = metrics;
+            }
+            JobEvent::Failed { error, .. } => a.failures.push(error),
+            // In-process engines never retry a candidate elsewhere; a restart here would be a bug.
+            JobEvent::Restart { candidate, reason } => panic!("unexpected restart of {candidate}: {reason}"),
+        }
+    }
+    a
+}
