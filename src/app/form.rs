@@ -4,7 +4,7 @@
 
 use crate::backend::Limits;
 use crate::backend::memory::GIB;
-use crate::distill::Settings;
+use crate::distill::{MAX_RUNS, Settings};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Field {
@@ -95,8 +95,8 @@ impl LimitsForm {
             .trim()
             .parse::<u32>()
             .ok()
-            .filter(|r| (1..=64).contains(r))
-            .ok_or_else(|| format!("runs must be a whole number 1-64, not `{}`", self.fields[RUNS].value.trim()));
+            .filter(|r| (1..=MAX_RUNS).contains(r))
+            .ok_or_else(|| format!("runs must be a whole number 1-{MAX_RUNS}, not `{}`", self.fields[RUNS].value.trim()));
         let temperature = self.fields[TEMPERATURE]
             .value
             .trim()

@@ -1,0 +1,228 @@
+//! The engine's protocol: what it is told ([`Control`], [`Review`]), what it reports
+//! ([`EngineEvent`]) and the values both carry (candidates, decisions, settings).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::backend::{Limits, Metrics};
+use crate::scorer::{DeltaScore, GrammarScore};
+
+/// The most candidates a probe may ask for at once (runs, and `More`).
+pub const MAX_RUNS: u32 = 64;
+
+/// Who decides what is kept.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CurationMode {
+    /// LEM's rule: the best composite, kept if it passes the gate.
+    #[default]
+    Auto,
+    /// Stop at each probe with its candidates scored and the best pre-selected.
+    Review,
+}
+
+/// What became of one generation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Scored {
+        grammar: GrammarScore,
+        delta: DeltaScore,
+    },
+    /// Shorter than `min_chars` after trimming; not a candidate.
+    TooShort,
+    Failed(String),
+    Cancelled,
+}
+
+/// One generated candidate.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Candidate {
+    /// 0-based run number within the probe.
+    pub run: u32,
+    pub text: String,
+    pub outcome: Outcome,
+    pub metrics: Metrics,
+    pub seed: u64,
+    pub temperature: f32,
+}
+
+impl Candidate {
+    pub fn composite(&self) -> Option<f64> {
+        match &self.outcome {
+            Outcome::Scored { grammar, .. } => Some(grammar.composite),
+            _ => None,
+        }
+    }
+}
+
+/// LEM's best-of-N: the first candidate with the strictly greatest composite.
+pub fn best_of(candidates: &[Candidate]) -> Option<&Candidate> {
+    let mut best: Option<&Candidate> = None;
+    for c in candidates {
+        if let Some(g) = c.composite() {
+            if best.and_then(Candidate::composite).is_none_or(|b| g > b) {
+                best = Some(c);
+            }
+        }
+    }
+    best
+}
+
+/// Who made a decision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Decider {
+    /// LEM's gate (`auto:gate` in the store).
+    #[serde(rename = "auto:gate")]
+    Gate,
+    #[serde(rename = "operator")]
+    Operator,
+}
+
+impl Decider {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Gate => "auto:gate",
+            Self::Operator => "operator",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    /// The candidate `run` went into the lesson file.
+    Kept { run: u32, by: Decider },
+    /// Nothing was written; `best` is the best composite seen (0 when no candidate survived).
+    Skipped { best: f64, by: Decider },
+    /// The operator rejected every candidate (they are negative examples for preference data).
+    Rejected,
+}
+
+/// The operator's answer to [`EngineEvent::AwaitingReview`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum Review {
+    /// Keep candidate `run`. Below the gate this needs `below_gate_ok`, the explicit confirmation.
+    Accept {
+        run: u32,
+        below_gate_ok: bool,
+    },
+    RejectAll,
+    /// Generate `n` more candidates for this probe, then ask again.
+    More {
+        n: u32,
+    },
+    /// Decide nothing about quality; move on.
+    Skip,
+}
+
+/// Commands the engine obeys. Settings apply to the next request; `CancelGeneration` and
+/// `Stop { now: true }` act between tokens.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Control {
+    Pause,
+    Resume,
+    /// Stop after the probe in progress has been decided and written (or at once if `now`).
+    Stop {
+        now: bool,
+    },
+    /// End the request in flight; its candidates finish as cancelled.
+    CancelGeneration,
+    SetMode(CurationMode),
+    /// New memory/cache limits, applied to the running backend at once.
+    SetLimits(Limits),
+    SetRuns(u32),
+    SetTemperature(f32),
+    /// A decision for the probe awaiting review.
+    Review {
+        probe: usize,
+        review: Review,
+    },
+    /// Take back the most recent decision: its lesson line is removed and the probe is
+    /// reviewed again.
+    Undo,
+}
+
+/// Live settings, reported whenever they change.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Settings {
+    pub mode: CurationMode,
+    pub runs: u32,
+    pub temperature: f32,
+    pub limits: Limits,
+    pub paused: bool,
+}
+
+/// Figures for the end-of-run summary.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Summary {
+    pub probes: usize,
+    pub probes_done: usize,
+    pub kept: usize,
+    pub skipped: usize,
+    pub generations: usize,
+    pub generated_tokens: u64,
+    pub decode_time: Duration,
+    pub duration: Duration,
+    pub stopped_early: Option<String>,
+}
+
+/// What the engine reports. `probe` is the 0-based index into the probe list.
+#[derive(Clone, Debug, PartialEq)]
+pub enum EngineEvent {
+    Settings(Settings),
+    /// Probes already decided in an earlier session (resume), reported once at start.
+    Resumed {
+        done: Vec<(usize, Decision)>,
+    },
+    ProbeStarted {
+        probe: usize,
+        runs: u32,
+    },
+    Prefilled {
+        probe: usize,
+        prompt_tokens: u32,
+        elapsed: Duration,
+    },
+    Token {
+        probe: usize,
+        run: u32,
+        text: String,
+    },
+    /// The text streamed for `run` is void: the backend is generating it again (a remote
+    /// endpoint failed mid-stream). Clear its stream; its `CandidateDone` is still to come.
+    Restarted {
+        probe: usize,
+        run: u32,
+        reason: String,
+    },
+    CandidateDone {
+        probe: usize,
+        candidate: Candidate,
+    },
+    AwaitingReview {
+        probe: usize,
+        candidates: Vec<Candidate>,
+        best: Option<u32>,
+        gate: f64,
+    },
+    ProbeDecided {
+        probe: usize,
+        decision: Decision,
+        best: Option<Candidate>,
+    },
+    Undone {
+        probe: usize,
+        decision: Decision,
+    },
+    /// A command that could not be carried out, and why.
+    Refused {
+        reason: String,
+    },
+    Paused {
+        reason: String,
+    },
+    Unpaused,
+    Finished(Summary),
+}

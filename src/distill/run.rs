@@ -1,0 +1,260 @@
+//! The run loop: the queue of probes, the controls between them, pause and memory checks.
+
+use std::collections::VecDeque;
+use std::ops::Range;
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    Candidate, Control, CurationMode, Decision, DistillError, Engine, EngineEvent, MAX_RUNS, Outcome, ProbeStart, Review,
+    Settings, Summary,
+};
+use crate::lesson::LessonWriter;
+
+pub(super) enum Job {
+    Generate(usize),
+    /// A probe with candidates stored by an earlier session: generate the runs it is missing,
+    /// then decide it (gate or operator) as if it had just been generated.
+    Resume(usize),
+    Review(usize),
+}
+
+pub(super) struct Record {
+    pub(super) probe: usize,
+    pub(super) decision: Decision,
+    pub(super) journal_id: Option<i64>,
+    pub(super) line: Option<Range<u64>>,
+}
+
+/// The mutable state of one run; owned by the engine task alone.
+pub(super) struct Run {
+    pub(super) eng: Engine,
+    pub(super) events: mpsc::Sender<EngineEvent>,
+    pub(super) control: mpsc::Receiver<Control>,
+    pub(super) control_open: bool,
+    pub(super) cancel: CancellationToken,
+    pub(super) writer: LessonWriter,
+    pub(super) summary: Summary,
+    pub(super) settings: Settings,
+    pub(super) stop: bool,
+    pub(super) queue: VecDeque<Job>,
+    pub(super) candidates: Vec<Vec<Candidate>>,
+    pub(super) history: Vec<Record>,
+    /// Controls that arrived while generating and must wait for a safe point.
+    pub(super) deferred: VecDeque<Control>,
+}
+
+impl Engine {
+    /// Runs every probe. Returns when done, stopped or cancelled; `events` gets `Finished` last.
+    pub async fn run(
+        self,
+        events: mpsc::Sender<EngineEvent>,
+        control: mpsc::Receiver<Control>,
+        cancel: CancellationToken,
+    ) -> Result<Summary, DistillError> {
+        let started = Instant::now();
+        let writer = LessonWriter::open(&self.cfg.output)?;
+        let n = self.probes.len();
+        let settings = Settings {
+            mode: self.mode,
+            runs: self.cfg.runs.max(1),
+            temperature: self.cfg.sampling.temperature,
+            limits: self.backend.memory().limits,
+            paused: false,
+        };
+        let mut candidates = vec![Vec::new(); n];
+        let mut queue = VecDeque::new();
+        let mut done = Vec::new();
+        for (i, slot) in candidates.iter_mut().enumerate() {
+            match self.start.get(i).cloned().unwrap_or(ProbeStart::Fresh) {
+                ProbeStart::Fresh => queue.push_back(Job::Generate(i)),
+                ProbeStart::Review(stored) => {
+                    *slot = stored;
+                    queue.push_back(Job::Resume(i));
+                }
+                ProbeStart::Done(decision) => done.push((i, decision)),
+            }
+        }
+        let mut run = Run {
+            summary: Summary { probes: n, probes_done: done.len(), ..Summary::default() },
+            eng: self,
+            events,
+            control,
+            control_open: true,
+            cancel,
+            writer,
+            settings,
+            stop: false,
+            queue,
+            candidates,
+            history: Vec::new(),
+            deferred: VecDeque::new(),
+        };
+        run.emit(EngineEvent::Settings(run.settings)).await;
+        if !done.is_empty() {
+            run.emit(EngineEvent::Resumed { done }).await;
+        }
+        let result = run.main_loop().await;
+        run.summary.duration = started.elapsed();
+        let summary = run.summary.clone();
+        run.emit(EngineEvent::Finished(summary.clone())).await;
+        result.map(|()| summary)
+    }
+}
+
+impl Run {
+    pub(super) async fn emit(&mut self, ev: EngineEvent) {
+        // A view that went away is not an error for the engine: it finishes its work.
+        let _ = self.events.send(ev).await;
+    }
+
+    pub(super) async fn main_loop(&mut self) -> Result<(), DistillError> {
+        loop {
+            self.drain_controls().await?;
+            self.check_memory().await;
+            self.wait_while_paused().await?;
+            if self.stop || self.eng_cancelled() {
+                if !self.queue.is_empty() {
+                    self.summary.stopped_early = Some(format!("stopped with {} probe(s) left", self.queue.len()));
+                }
+                return Ok(());
+            }
+            let Some(job) = self.queue.pop_front() else {
+                // In review mode the operator may still undo the last decision before leaving,
+                // so the engine waits for a command until told to stop (or nobody is left).
+                if self.settings.mode == CurationMode::Review && !self.history.is_empty() {
+                    match self.next_control().await {
+                        Some(c) => {
+                            self.apply(c, None).await?;
+                            continue;
+                        }
+                        None => return Ok(()),
+                    }
+                }
+                return Ok(());
+            };
+            match job {
+                Job::Generate(i) | Job::Resume(i) => {
+                    let have = self.candidates[i].iter().filter(|c| c.outcome != Outcome::Cancelled).count();
+                    let runs = self.settings.runs.saturating_sub(u32::try_from(have).unwrap_or(u32::MAX));
+                    if runs > 0 {
+                        self.generate(i, runs).await?;
+                    }
+                    if self.eng_cancelled() {
+                        self.summary.stopped_early = Some(format!("cancelled during {}", self.eng.probes[i].id));
+                        return Ok(());
+                    }
+                    match self.settings.mode {
+                        CurationMode::Auto => self.auto_decide(i).await?,
+                        CurationMode::Review => self.queue.push_front(Job::Review(i)),
+                    }
+                }
+                Job::Review(i) => self.review(i).await?,
+            }
+        }
+    }
+
+    pub(super) fn eng_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    pub(super) async fn drain_controls(&mut self) -> Result<(), DistillError> {
+        while let Some(c) = self.deferred.pop_front() {
+            self.apply(c, None).await?;
+        }
+        while let Ok(c) = self.control.try_recv() {
+            self.apply(c, None).await?;
+        }
+        Ok(())
+    }
+
+    pub(super) async fn check_memory(&mut self) {
+        let m = self.eng.backend.memory();
+        if m.over_limit() && !self.settings.paused {
+            self.settings.paused = true;
+            let reason = format!(
+                "process memory {} MiB is over the limit of {} MiB: paused (raise the limit or resume)",
+                m.rss / crate::backend::memory::MIB,
+                m.limits.memory_bytes / crate::backend::memory::MIB,
+            );
+            tracing::warn!("{reason}");
+            self.emit(EngineEvent::Paused { reason }).await;
+            self.emit(EngineEvent::Settings(self.settings)).await;
+        }
+    }
+
+    pub(super) async fn wait_while_paused(&mut self) -> Result<(), DistillError> {
+        while self.settings.paused && !self.stop && !self.eng_cancelled() {
+            match self.next_control().await {
+                Some(c) => {
+                    self.apply(c, None).await?;
+                }
+                // Nobody can lift the pause: stop cleanly, everything decided is written.
+                None => self.stop = true,
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) async fn next_control(&mut self) -> Option<Control> {
+        if !self.control_open {
+            return None;
+        }
+        tokio::select! {
+            c = self.control.recv() => {
+                if c.is_none() { self.control_open = false; }
+                c
+            }
+            () = self.cancel.cancelled() => None,
+        }
+    }
+
+    /// Applies a command. `reviewing` is the probe awaiting review, if any; review decisions
+    /// elsewhere are refused.
+    pub(super) async fn apply(&mut self, c: Control, reviewing: Option<usize>) -> Result<Option<Review>, DistillError> {
+        match c {
+            Control::Pause => self.set(|s| s.paused = true).await,
+            Control::Resume => {
+                self.set(|s| s.paused = false).await;
+                self.emit(EngineEvent::Unpaused).await;
+            }
+            Control::Stop { now } => {
+                self.stop = true;
+                if now {
+                    self.cancel.cancel();
+                }
+            }
+            Control::CancelGeneration => {
+                self.emit(EngineEvent::Refused { reason: "nothing is being generated".into() }).await;
+            }
+            Control::SetMode(mode) => self.set(|s| s.mode = mode).await,
+            Control::SetRuns(runs) if (1..=MAX_RUNS).contains(&runs) => self.set(|s| s.runs = runs).await,
+            Control::SetRuns(runs) => {
+                self.emit(EngineEvent::Refused { reason: format!("runs must be 1-{MAX_RUNS}, not {runs}") }).await;
+            }
+            Control::SetTemperature(t) if (0.0..=5.0).contains(&t) => self.set(|s| s.temperature = t).await,
+            Control::SetTemperature(t) => {
+                self.emit(EngineEvent::Refused { reason: format!("temperature must be 0-5, not {t}") }).await;
+            }
+            Control::SetLimits(limits) => match self.eng.backend.set_limits(limits) {
+                Ok(()) => self.set(|s| s.limits = limits).await,
+                Err(e) => self.emit(EngineEvent::Refused { reason: format!("limits: {e}") }).await,
+            },
+            Control::Review { probe, review } if Some(probe) == reviewing => return Ok(Some(review)),
+            Control::Review { probe, .. } => {
+                let id = self.eng.probes.get(probe).map_or("?", |p| p.id.as_str());
+                self.emit(EngineEvent::Refused { reason: format!("{id} is not awaiting review") }).await;
+            }
+            Control::Undo => self.undo(reviewing).await?,
+        }
+        Ok(None)
+    }
+
+    pub(super) async fn set(&mut self, f: impl FnOnce(&mut Settings)) {
+        f(&mut self.settings);
+        self.emit(EngineEvent::Settings(self.settings)).await;
+    }
+
+}
