@@ -27,7 +27,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::backend::{Backend, MemorySnapshot};
+use crate::backend::Backend;
 use crate::distill::{Control, CurationMode, DistillError, EngineEvent, Summary};
 use crate::setup::Prepared;
 use crate::theme::Theme;
@@ -85,19 +85,26 @@ pub fn initial_state(p: &Prepared, backend: &dyn Backend, opts: &Options) -> Sta
     s
 }
 
-/// Runs the workbench until the operator quits. Returns the engine's summary.
-pub async fn run(prepared: Prepared, backend: Arc<dyn Backend>, opts: Options) -> anyhow::Result<Option<Summary>> {
+/// Runs the workbench until the operator quits. Returns the engine's summary. `engine` comes
+/// from [`crate::setup::engine`], built before the runtime (it reads the store and may hash
+/// the model).
+pub async fn run(
+    prepared: Prepared,
+    backend: Arc<dyn Backend>,
+    mut engine: crate::distill::Engine,
+    opts: Options,
+) -> anyhow::Result<Option<Summary>> {
     let mut state = initial_state(&prepared, backend.as_ref(), &opts);
-    let engine = crate::setup::engine(&prepared, Arc::clone(&backend), opts.mode)?;
+    let sampler_cancel = CancellationToken::new();
+    let (mut mem_rx, sampler) =
+        crate::backend::memory::spawn_sampler(Arc::clone(&backend), MEMORY_SAMPLE, sampler_cancel.clone());
+    engine.memory = Some(mem_rx.clone());
     let (ev_tx, mut ev_rx) = mpsc::channel::<EngineEvent>(1024);
     let (ctl_tx, ctl_rx) = mpsc::channel::<Control>(64);
     let cancel = CancellationToken::new();
     let mut engine_task: JoinHandle<Result<Summary, DistillError>> =
         tokio::spawn(engine.run(ev_tx, ctl_rx, cancel.clone()));
     let mut engine_done = false;
-    let (mem_tx, mut mem_rx) = mpsc::channel::<MemorySnapshot>(4);
-    let sampler_cancel = CancellationToken::new();
-    let sampler = tokio::spawn(sample_memory(Arc::clone(&backend), mem_tx, sampler_cancel.clone()));
 
     let mut terminal = ratatui::try_init().context("setting up the terminal")?;
     let guard = TerminalGuard;
@@ -140,7 +147,7 @@ pub async fn run(prepared: Prepared, backend: Arc<dyn Backend>, opts: Options) -
                 }
                 None => engine_open = false,
             },
-            Some(snap) = mem_rx.recv() => batch.push(Event::Memory(snap)),
+            Ok(()) = mem_rx.changed() => batch.push(Event::Memory(mem_rx.borrow_and_update().clone())),
             res = &mut engine_task, if !engine_done => {
                 engine_done = true;
                 let r = match res {
@@ -154,14 +161,22 @@ pub async fn run(prepared: Prepared, backend: Arc<dyn Backend>, opts: Options) -
             () = tokio::time::sleep_until(next_frame.into()), if dirty => {},
         }
         let at = started.elapsed();
-        for ev in batch {
-            let Some(action) = ev.into_action(&state, &keymap, at) else { continue };
+        let mut actions: std::collections::VecDeque<Action> =
+            batch.into_iter().filter_map(|ev| ev.into_action(&state, &keymap, at)).collect();
+        while let Some(action) = actions.pop_front() {
             dirty = true;
             for fx in update(&mut state, action) {
                 match fx {
+                    // Never dropped in silence: what cannot be queued goes back to `update`,
+                    // which tells the operator (and lets a decision be made again).
                     Effect::Control(c) => {
-                        if ctl_tx.try_send(c).is_err() {
-                            tracing::warn!("engine control queue full or closed; command dropped");
+                        if let Err(e) = ctl_tx.try_send(c) {
+                            let (control, why) = match e {
+                                mpsc::error::TrySendError::Full(c) => (c, "the engine is busy; try again"),
+                                mpsc::error::TrySendError::Closed(c) => (c, "the engine has stopped"),
+                            };
+                            tracing::warn!(?control, why, "control not sent");
+                            actions.push_front(Action::ControlNotSent { control, why: why.to_owned() });
                         }
                     }
                     Effect::Quit => break 'main,
@@ -198,24 +213,4 @@ pub async fn run(prepared: Prepared, backend: Arc<dyn Backend>, opts: Options) -
 async fn next_input(input: &mut EventStream) -> Option<std::io::Result<crossterm::event::Event>> {
     use futures_core::Stream;
     std::future::poll_fn(|cx| std::pin::Pin::new(&mut *input).poll_next(cx)).await
-}
-
-/// Reads the backend's memory figures off the render path (the read takes a lock and a few
-/// syscalls), a few times a second.
-async fn sample_memory(backend: Arc<dyn Backend>, tx: mpsc::Sender<MemorySnapshot>, cancel: CancellationToken) {
-    let mut tick = tokio::time::interval(MEMORY_SAMPLE);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    loop {
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            _ = tick.tick() => {
-                let b = Arc::clone(&backend);
-                let Ok(snap) = tokio::task::spawn_blocking(move || b.memory()).await else { return };
-                // A full queue means the loop is busy; this reading is simply skipped.
-                if tx.try_send(snap).is_err() && tx.is_closed() {
-                    return;
-                }
-            }
-        }
-    }
 }

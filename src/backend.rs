@@ -9,6 +9,7 @@ pub mod memory;
 pub mod mlx;
 pub mod openai;
 pub mod sampler;
+pub mod scripted;
 pub mod utf8;
 pub mod worker;
 
@@ -186,6 +187,17 @@ pub enum BackendError {
     Other(String),
 }
 
+/// A backend's answer to new limits, once it has applied (or refused) them.
+pub type LimitsReply = tokio::sync::oneshot::Receiver<Result<(), BackendError>>;
+
+/// A reply that is known at once.
+#[must_use]
+pub fn limits_reply(answer: Result<(), BackendError>) -> LimitsReply {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let _ = tx.send(answer);
+    rx
+}
+
 /// A running backend. Cheap to share; every method is safe to call from async code.
 pub trait Backend: Send + Sync {
     fn info(&self) -> ModelInfo;
@@ -202,8 +214,9 @@ pub trait Backend: Send + Sync {
 
     fn memory(&self) -> MemorySnapshot;
 
-    /// Applies new limits to the running backend.
-    fn set_limits(&self, limits: Limits) -> Result<(), BackendError>;
+    /// Applies new limits to the running backend. The reply says whether they took: an
+    /// in-process engine applies (or refuses) them on its thread between requests.
+    fn set_limits(&self, limits: Limits) -> Result<LimitsReply, BackendError>;
 
     /// The remote endpoints behind this backend; empty for in-process engines.
     fn endpoints(&self) -> Vec<EndpointStatus> {

@@ -36,6 +36,14 @@ pub fn distill(args: &DistillArgs) -> anyhow::Result<ExitCode> {
     }
     let mut say = |s: &str| eprintln!("{s}");
     let backend = setup::start_backend(&prepared, &mut say)?;
+    // The store's resume plan and the model's identity (a sha256 of the weights, minutes for a
+    // large checkpoint the first time) before the runtime and the workbench start, with
+    // progress on stderr.
+    let mode = match &workbench {
+        Some(opts) => opts.mode,
+        None => crate::distill::CurationMode::Auto,
+    };
+    let engine = setup::engine(&prepared, std::sync::Arc::clone(&backend), mode, &mut say)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -43,12 +51,12 @@ pub fn distill(args: &DistillArgs) -> anyhow::Result<ExitCode> {
         .context("starting the async runtime")?;
     if let Some(opts) = workbench {
         let output = prepared.distill.output.clone();
-        let summary = runtime.block_on(crate::app::run(prepared, backend, opts))?;
+        let summary = runtime.block_on(crate::app::run(prepared, backend, engine, opts))?;
         crate::app::launch::print_summary(summary.as_ref(), &output);
         let early = summary.is_none_or(|s| s.stopped_early.is_some());
         return Ok(if early { ExitCode::from(130) } else { ExitCode::SUCCESS });
     }
-    let summary = runtime.block_on(crate::headless::run(prepared, backend))?;
+    let summary = runtime.block_on(crate::headless::run(prepared, backend, engine))?;
     Ok(if summary.stopped_early.is_some() { ExitCode::from(130) } else { ExitCode::SUCCESS })
 }
 

@@ -23,7 +23,7 @@ mod state;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::backend::{Backend, Sampling};
+use crate::backend::{Backend, MemorySnapshot, Sampling};
 use crate::probes::Probe;
 use crate::scorer::{Scorer, Thresholds};
 
@@ -57,6 +57,8 @@ pub enum DistillError {
     Lesson(#[from] crate::lesson::LessonError),
     #[error("session store: {0}")]
     Journal(#[from] JournalError),
+    #[error("session store: {0}")]
+    Persist(String),
 }
 
 pub struct Engine {
@@ -69,4 +71,7 @@ pub struct Engine {
     pub journal: Option<Box<dyn Journal>>,
     /// Where each probe starts (resume); empty means every probe is fresh.
     pub start: Vec<ProbeStart>,
+    /// The memory sampler's latest reading, for the over-limit pause; `None` checks nothing.
+    /// The engine never reads memory itself (on macOS a reading forks `sysctl`).
+    pub memory: Option<tokio::sync::watch::Receiver<MemorySnapshot>>,
 }

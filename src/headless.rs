@@ -47,7 +47,13 @@ pub fn run_line(c: &Candidate) -> String {
     }
 }
 
-pub async fn run(prepared: Prepared, backend: Arc<dyn Backend>) -> anyhow::Result<Summary> {
+/// `engine` comes from [`crate::setup::engine`], built before the runtime (it reads the store
+/// and may hash the model).
+pub async fn run(
+    prepared: Prepared,
+    backend: Arc<dyn Backend>,
+    mut engine: crate::distill::Engine,
+) -> anyhow::Result<Summary> {
     let total = prepared.probes.len();
     let runs = prepared.distill.runs;
     let min_score = prepared.distill.min_score;
@@ -63,10 +69,13 @@ pub async fn run(prepared: Prepared, backend: Arc<dyn Backend>) -> anyhow::Resul
     let out = Out { bar: bar.clone() };
     let probes = prepared.probes.clone();
     let remote = Arc::clone(&backend);
-    let engine = crate::setup::engine(&prepared, backend, crate::distill::CurationMode::Auto)?;
     if let Some(report) = prepared.resume_report() {
         out.line(&report.to_string());
     }
+    let sampler_cancel = CancellationToken::new();
+    let (memory, sampler) =
+        crate::backend::memory::spawn_sampler(backend, crate::app::MEMORY_SAMPLE, sampler_cancel.clone());
+    engine.memory = Some(memory);
     let (ev_tx, mut ev_rx) = mpsc::channel(1024);
     let (ctl_tx, ctl_rx) = mpsc::channel(8);
     let cancel = CancellationToken::new();
@@ -83,15 +92,33 @@ pub async fn run(prepared: Prepared, backend: Arc<dyn Backend>) -> anyhow::Resul
             }
         }
     });
+    #[cfg(feature = "failpoints")]
+    let mut undo_hook = crate::failpoint::UndoHook::from_env(ctl_tx.clone());
 
-    let mut pending: Vec<Option<Candidate>> = Vec::new();
-    let mut next_run = 0usize;
+    // The run numbers the engine gave the probe in progress, in order, and those finished.
+    let mut order: Vec<u32> = Vec::new();
+    let mut finished: Vec<Candidate> = Vec::new();
+    let mut printed = 0usize;
     let mut tokens = 0u64;
+    let line = |probe: usize, c: &Candidate| {
+        format!(
+            "  [{}/{}] {} run {}/{}{}",
+            probe + 1,
+            total,
+            probes[probe].id,
+            c.run + 1,
+            runs.max(c.run + 1),
+            run_line(c)
+        )
+    };
     while let Some(ev) = ev_rx.recv().await {
+        #[cfg(feature = "failpoints")]
+        undo_hook.see(&ev).await;
         match ev {
             EngineEvent::ProbeStarted { probe, runs } => {
-                pending = vec![None; runs as usize];
-                next_run = 0;
+                order = runs;
+                finished.clear();
+                printed = 0;
                 if let Some(bar) = &bar {
                     bar.set_message(probes[probe].id.clone());
                 }
@@ -100,23 +127,12 @@ pub async fn run(prepared: Prepared, backend: Arc<dyn Backend>) -> anyhow::Resul
                 tokens += 1;
             }
             EngineEvent::CandidateDone { probe, candidate } => {
-                let run = candidate.run as usize % pending.len().max(1);
-                if run < pending.len() {
-                    pending[run] = Some(candidate);
-                }
+                finished.push(candidate);
                 // Batched candidates finish out of order; LEM's lines are in run order.
-                while next_run < pending.len() {
-                    let Some(c) = pending[next_run].take() else { break };
-                    out.line(&format!(
-                        "  [{}/{}] {} run {}/{}{}",
-                        probe + 1,
-                        total,
-                        probes[probe].id,
-                        next_run + 1,
-                        runs,
-                        run_line(&c)
-                    ));
-                    next_run += 1;
+                while let Some(run) = order.get(printed) {
+                    let Some(at) = finished.iter().position(|c| c.run == *run) else { break };
+                    out.line(&line(probe, &finished.swap_remove(at)));
+                    printed += 1;
                 }
             }
             EngineEvent::ProbeDecided { probe, decision, best } => {
@@ -140,11 +156,21 @@ pub async fn run(prepared: Prepared, backend: Arc<dyn Backend>) -> anyhow::Resul
                 }
             }
             EngineEvent::Restarted { probe, run, reason } => {
-                out.line(&format!("  ↻ {} run {}/{}: regenerating ({reason})", probes[probe].id, run + 1, runs));
+                let of = runs.max(run + 1);
+                out.line(&format!("  ↻ {} run {}/{of}: regenerating ({reason})", probes[probe].id, run + 1));
             }
             EngineEvent::Paused { reason } => out.line(&format!("paused: {reason}")),
             EngineEvent::Refused { reason } => out.line(&format!("note: {reason}")),
-            EngineEvent::Resumed { done } => out.line(&format!("resuming: {} probe(s) already decided", done.len())),
+            EngineEvent::Resumed { done, undecided } => {
+                out.line(&format!("resuming: {} probe(s) already decided", done.len()));
+                // The stored candidates of probes left undecided, as they were printed before.
+                for (probe, candidates) in &undecided {
+                    for c in candidates {
+                        out.line(&line(*probe, c));
+                    }
+                }
+            }
+            EngineEvent::LimitsRefused { reason, .. } => out.line(&format!("note: limits refused: {reason}")),
             EngineEvent::Undone { .. }
             | EngineEvent::AwaitingReview { .. }
             | EngineEvent::Settings(_)
@@ -157,6 +183,8 @@ pub async fn run(prepared: Prepared, backend: Arc<dyn Backend>) -> anyhow::Resul
         bar.finish_and_clear();
     }
     signals.abort();
+    sampler_cancel.cancel();
+    let _ = sampler.await;
     let summary = task.await??;
     tracing::info!(tokens, "token events");
     print_summary(&prepared, &summary);

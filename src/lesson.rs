@@ -197,6 +197,7 @@ impl LessonWriter {
         }
         let write_err = |source| LessonError::Write { path: self.path.clone(), source };
         let before = self.file.metadata().map_err(write_err)?.len();
+        #[cfg(feature = "failpoints")]
         if crate::failpoint::triggers("lesson-mid-line") {
             // What a crash in the middle of the write would leave: half a line, synced.
             let half = &line.as_bytes()[..line.len() / 2];

@@ -22,15 +22,20 @@
 //!   [`backend::sampler`] (go-mlx's chain, pure).
 //! - [`distill::Engine`] is the one implementation of the loop. It reports
 //!   [`distill::EngineEvent`]s on a bounded channel and obeys [`distill::Control`] commands; the
-//!   headless printer and the TUI are views over it.
+//!   headless printer and the TUI are views over it. The engine is the one place that numbers
+//!   runs (its events carry them) and that decides what an undo or a stop did.
 //! - [`app`] is the workbench (the TUI): one `select!` loop owns its [`app::State`]; terminal
 //!   keys (through the configurable [`app::Keymap`]), engine events and memory readings become
 //!   [`app::Action`]s; [`app::update`] is the only state transition and returns
 //!   [`app::Effect`]s (engine controls, quit) for the loop to carry out. [`ui`] draws the state
 //!   purely (no tokio, no I/O) with styles from [`theme`]'s semantic roles.
 //! - [`store`] is the session store (SQLite). `setup::engine` plugs it into the engine as its
-//!   write-through [`distill::Journal`] with the resume plan; the engine owns it while it runs.
-//!   A decision is committed there before its lesson line is written.
+//!   write-through [`distill::Journal`] with the resume plan (before the async runtime starts:
+//!   it may hash the model); the engine owns it while it runs and reaches it, and the lesson
+//!   file, only from blocking threads. A decision is committed there before its lesson line is
+//!   written; an undo is recorded as an intent before the line is cut.
+//! - The memory sampler (`backend::memory::spawn_sampler`) is the only reader of memory in a
+//!   loop; the gauge and the engine's over-limit pause share its readings.
 //!
 //! ## Message flow
 //!

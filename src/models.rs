@@ -155,15 +155,24 @@ pub fn verify(path: &Path, fetch: &Fetch) -> Result<(), FetchError> {
 }
 
 pub fn sha256_file(path: &Path) -> Result<String, FetchError> {
+    sha256_file_with_progress(path, &mut |_, _| {})
+}
+
+/// [`sha256_file`], calling `progress(bytes read, size)` after every MiB.
+pub fn sha256_file_with_progress(path: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<String, FetchError> {
     let mut f = std::fs::File::open(path).map_err(io(path))?;
+    let size = f.metadata().map_err(io(path))?.len();
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
+    let mut done = 0u64;
     loop {
         let n = f.read(&mut buf).map_err(io(path))?;
         if n == 0 {
             break;
         }
         h.update(&buf[..n]);
+        done += n as u64;
+        progress(done, size);
     }
     Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }

@@ -400,8 +400,9 @@ pub fn engine(
     p: &Prepared,
     backend: Arc<dyn Backend>,
     mode: crate::distill::CurationMode,
+    say: &mut dyn FnMut(&str),
 ) -> anyhow::Result<crate::distill::Engine> {
-    let (journal, start) = session::journal(p, &backend, mode)?;
+    let (journal, start) = session::journal(p, &backend, mode, say)?;
     Ok(crate::distill::Engine {
         cfg: p.distill.clone(),
         backend,
@@ -410,5 +411,6 @@ pub fn engine(
         mode,
         journal,
         start,
+        memory: None,
     })
 }

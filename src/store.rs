@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
 
-pub use identity::{ModelIdentity, model_identity};
+pub use identity::{ModelIdentity, model_identity, model_identity_with_progress};
 pub use journal::SessionJournal;
 pub use lessonfile::LessonIndex;
 pub use lock::SessionLock;

@@ -206,7 +206,7 @@ fn memory_readings_and_limits() {
     assert_eq!(snap.limits, limits);
 
     let changed = Limits { cache_bytes: 32 * MIB, memory_bytes: 3072 * MIB };
-    backend.set_limits(changed).expect("set");
+    let _answer = backend.set_limits(changed).expect("set");
     let _ = ask(&backend, GenRequest { messages: chat(), sampling: s, n: 1 }, None);
     assert_eq!(mlx_rs::memory::memory_limit().expect("limit"), (3072 * MIB) as usize, "changed live");
     // No getter for the cache limit: setting returns the previous value.

@@ -219,7 +219,9 @@ fn undo_is_a_new_row_and_reopens_the_probe() {
     let id = j.decision(0, &p[0], &KEEP, &a).expect("decision");
     j.written(id, 0..5).expect("written");
     assert!(j.is_duplicate("alpha?", "second"));
-    j.undo(id).expect("undo");
+    let u = j.undo(id, Some(0..5)).expect("undo");
+    assert!(j.is_duplicate("alpha?", "second"), "an undo under way has not taken the line out yet");
+    j.undo_finished(u, true).expect("finished");
     assert!(!j.is_duplicate("alpha?", "second"), "an undone line no longer counts");
     let kinds: Vec<String> = {
         let mut st = j.store().conn().prepare("SELECT kind FROM decisions ORDER BY id").expect("prepare");
@@ -303,4 +305,50 @@ fn model_digests_are_cached_by_path_size_and_mtime() {
     assert_eq!(changed.sha256.as_deref(), Some("88d4266fd4e6338d13b845fcf289579d209c897823b9217da3e161936f031589"));
     let remote = lem_tui::store::model_identity(&store, "gpt", "openai", "http://host/v1").expect("remote");
     assert_eq!((remote.size, remote.sha256), (None, None));
+}
+
+/// An undo is an intent recorded before the lesson file is cut. A kill between the two leaves
+/// the intent; the next start finishes it when the line is still the file's last, and rolls it
+/// back (the decision stands) when the file changed after it.
+#[test]
+fn an_interrupted_undo_is_finished_or_rolled_back_at_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = spec(dir.path(), false);
+    let p = [probe("A", "alpha?"), probe("B", "beta?")];
+    let a = [cand(0, "first", 30.0), cand(1, "second", 50.0)];
+    let out = dir.path().join("out/lesson.jsonl");
+    std::fs::create_dir_all(out.parent().expect("dir")).expect("mkdir");
+    let keep_a = |j: &mut SessionJournal| {
+        let id = j.decision(0, &p[0], &KEEP, &a).expect("decision");
+        let mut text = lesson(dir.path());
+        let start = text.len() as u64;
+        text.push_str(&line("alpha?", "second"));
+        std::fs::write(&out, &text).expect("write");
+        j.written(id, start..text.len() as u64).expect("written");
+        (id, start..text.len() as u64)
+    };
+
+    // Killed after the intent, before the cut: finished at start.
+    let (mut j, _, _) = begin(dir.path(), &s, &p);
+    for c in &a {
+        j.candidate(0, &p[0], c).expect("candidate");
+    }
+    let (id, range) = keep_a(&mut j);
+    let _intent = j.undo(id, Some(range)).expect("intent");
+    drop(j);
+    let (mut j, starts, report) = begin(dir.path(), &s, &p);
+    assert_eq!(lesson(dir.path()), "", "the undo was finished: the line is out");
+    assert_eq!((report.undone, report.undo_rolled_back), (1, 0), "{report:?}");
+    assert_eq!(starts[0], ProbeStart::Review(a.to_vec()), "the probe is undecided again");
+
+    // Killed after the intent, and the file changed after the line: rolled back.
+    let (id, range) = keep_a(&mut j);
+    let _intent = j.undo(id, Some(range)).expect("intent");
+    drop(j);
+    let other = line("someone else", "appended");
+    std::fs::write(&out, lesson(dir.path()) + &other).expect("append");
+    let (_, starts, report) = begin(dir.path(), &s, &p);
+    assert_eq!(lesson(dir.path()), line("alpha?", "second") + &other, "the file is left alone");
+    assert_eq!((report.undone, report.undo_rolled_back), (0, 1), "{report:?}");
+    assert_eq!(starts[0], ProbeStart::Done(KEEP), "the decision stands");
 }

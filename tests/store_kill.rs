@@ -6,7 +6,13 @@
 //! loaded the machine is), each followed by a resume. Afterwards the database opens and passes
 //! an integrity check, every lesson line is complete JSON, nothing is in the file twice, every
 //! accept committed before the kill is in the file, and probes decided before the kill are not
-//! generated again.
+//! generated again. Some runs also undo a written line (the headless run's test hook,
+//! `LEM_TUI_TEST_UNDO`, plays an operator who undoes the first kept probe and accepts it again)
+//! and are killed between the undo's intent and its cut, or after the cut: afterwards the store's
+//! record of written lines equals the lesson file.
+//!
+//! The failpoints are a test-only cargo feature; `cargo test` turns it on through the
+//! crate's dev-dependency on itself, so the binary under test has them.
 //!
 //! `cargo test --release --test store_kill -- --nocapture` prints the trials; `KILL_SEED=N`
 //! replays a draw of random moments.
@@ -29,13 +35,20 @@ const PROBES: &str = r#"[
 const IDS: [&str; 3] = ["K1_TIDES", "K2_BREAD", "K3_RIVER"];
 /// The issue asks for at least 20 killed runs; the schedule has room for a few that finish first.
 const MIN_KILLS: usize = 20;
+/// At least 30 trials, undo failpoints among them (issue 14).
+const MIN_TRIALS: usize = 30;
 
 fn command(root: &Path, failpoint: Option<&str>, seed: u64) -> Command {
+    undo_command(root, failpoint, seed, false)
+}
+
+fn undo_command(root: &Path, failpoint: Option<&str>, seed: u64, undo: bool) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_lem-tui"));
     c.current_dir(root)
         .env("LEM_TUI_LOG", root.join("lem-tui.log"))
         .env("LEM_TUI_STORE", root.join("store.sqlite3"))
         .env_remove("LEM_TUI_FAILPOINT")
+        .env_remove("LEM_TUI_TEST_UNDO")
         .args(["distill", "--headless", "--probes", "probes.json", "--output", "lesson.jsonl"])
         .args(["--runs", "2", "--max-tokens", "16", "--min-score", "1", "--threads", "2"])
         .args(["--seed", &seed.to_string()])
@@ -43,6 +56,9 @@ fn command(root: &Path, failpoint: Option<&str>, seed: u64) -> Command {
         .stderr(Stdio::piped());
     if let Some(f) = failpoint {
         c.env("LEM_TUI_FAILPOINT", f);
+    }
+    if undo {
+        c.env("LEM_TUI_TEST_UNDO", "1");
     }
     c
 }
@@ -65,6 +81,8 @@ fn lines(child: &mut Child) -> mpsc::Receiver<String> {
 enum Kill {
     /// Freeze at a failpoint (`name` or `name@n`), then kill.
     At(&'static str),
+    /// The same, in a run that undoes its first kept line and accepts the probe again.
+    Undo(&'static str),
     /// Kill `delay` after the process printed its `line`-th stderr line (0 = at spawn). Anchored
     /// on output rather than on the clock, so a loaded machine still kills mid-run.
     AfterLine { line: usize, delay: Duration },
@@ -80,10 +98,11 @@ struct Trial {
 /// Runs once and kills it as `kill` says. Returns whether it was killed and the last line.
 fn killed_run(root: &Path, seed: u64, kill: &Kill) -> (bool, String) {
     let failpoint = match kill {
-        Kill::At(f) => Some(*f),
+        Kill::At(f) | Kill::Undo(f) => Some(*f),
         Kill::AfterLine { .. } => None,
     };
-    let mut child = command(root, failpoint, seed).spawn().expect("spawns");
+    let undo = matches!(kill, Kill::Undo(_));
+    let mut child = undo_command(root, failpoint, seed, undo).spawn().expect("spawns");
     let rx = lines(&mut child);
     let started = Instant::now();
     let limit = Duration::from_secs(600);
@@ -96,7 +115,9 @@ fn killed_run(root: &Path, seed: u64, kill: &Kill) -> (bool, String) {
             Ok(l) => {
                 seen += 1;
                 let reached = match kill {
-                    Kill::At(f) => l == format!("failpoint {} reached", f.split('@').next().unwrap_or(f)),
+                    Kill::At(f) | Kill::Undo(f) => {
+                        l == format!("failpoint {} reached", f.split('@').next().unwrap_or(f))
+                    }
                     Kill::AfterLine { line, .. } => {
                         if seen == *line {
                             anchor = Some(Instant::now());
@@ -144,7 +165,9 @@ fn committed(db: &Path) -> (HashSet<(String, String)>, HashSet<String>) {
     let c = rusqlite::Connection::open_with_flags(db, flags).expect("the store opens after a kill");
     let standing = "SELECT d.kind, d.user_text, c.text, p.probe_id FROM decisions d
          JOIN probes p ON p.id = d.probe_row LEFT JOIN candidates c ON c.id = d.candidate_id
-         WHERE d.kind != 'undo' AND d.id NOT IN (SELECT undoes FROM decisions WHERE undoes IS NOT NULL)";
+         WHERE d.kind != 'undo' AND d.id NOT IN (SELECT u.undoes FROM decisions u
+             LEFT JOIN lesson_removal_ends e ON e.undo_id = u.id
+             WHERE u.undoes IS NOT NULL AND e.how IS NOT 'rolled_back')";
     let Ok(mut st) = c.prepare(standing) else { return (HashSet::new(), HashSet::new()) }; // killed before the schema
     let rows = st
         .query_map([], |r| {
@@ -206,10 +229,25 @@ fn schedule(rng: &mut Rng) -> Vec<Kill> {
         At("line-appended@3"),
         At("reconcile"),
     ];
+    for f in ["undo-intent@1", "undo-intent@1", "undo-truncated@1", "undo-truncated@1"] {
+        s.push(Kill::Undo(f));
+    }
     for _ in 0..14 {
         s.push(rng.kill());
     }
     s
+}
+
+/// (user, assistant) of each standing kept decision the store records as written to the file.
+fn written(db: &Path) -> Vec<(String, String)> {
+    let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).expect("opens");
+    let q = "SELECT d.user_text, c.text FROM decisions d JOIN candidates c ON c.id = d.candidate_id
+         JOIN lesson_writes w ON w.decision_id = d.id
+         WHERE d.kind = 'kept' AND d.id NOT IN (SELECT u.undoes FROM decisions u
+             LEFT JOIN lesson_removal_ends e ON e.undo_id = u.id
+             WHERE u.undoes IS NOT NULL AND e.how IS NOT 'rolled_back')";
+    let mut st = c.prepare(q).expect("query");
+    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).expect("rows").collect::<Result<_, _>>().expect("decoded")
 }
 
 /// xorshift64, seeded from the clock and printed, so a failing draw can be replayed.
@@ -250,6 +288,7 @@ fn sigkill_at_any_moment_loses_and_duplicates_nothing() {
         let mut root = common::scratch_root(PROBES);
         let seed = 100 + n as u64;
         let how = match &kill {
+            Kill::Undo(f) => format!("failpoint {f} (undo of a written line)"),
             Kill::At(f) if *f == "reconcile" => {
                 // Needs a decision committed but not written: make one, then kill the resume
                 // while it reconciles.
@@ -296,6 +335,11 @@ fn sigkill_at_any_moment_loses_and_duplicates_nothing() {
         let (kept_after, decided_after) = committed(&root.path().join("store.sqlite3"));
         assert_eq!(decided_after.len(), IDS.len(), "{context}: every probe decided after the resume");
         assert_eq!(in_file, kept_after, "{context}: the file holds exactly the accepts");
+        let mut recorded = written(&root.path().join("store.sqlite3"));
+        let mut lines = pairs.clone();
+        recorded.sort();
+        lines.sort();
+        assert_eq!(recorded, lines, "{context}: the store's record of written lines is the lesson file");
 
         // A further run is a no-op (checked on every fourth trial: each run costs a model load).
         if n % 4 != 0 {
@@ -315,5 +359,12 @@ fn sigkill_at_any_moment_loses_and_duplicates_nothing() {
         println!("{n:<4} {:<52} {:<7} {last}", t.how, t.killed);
     }
     println!("{kills} of {} runs killed; {:.0}s in all", trials.len(), started.elapsed().as_secs_f64());
+    println!(
+        "after every trial: 0 lost accepts, 0 duplicate lines, 0 partial lines, store record = lesson file \
+         ({} trials, {} with an undo failpoint)",
+        trials.len(),
+        trials.iter().filter(|t| t.how.contains("undo")).count()
+    );
     assert!(kills >= MIN_KILLS, "only {kills} runs were killed");
+    assert!(trials.len() >= MIN_TRIALS, "only {} trials", trials.len());
 }

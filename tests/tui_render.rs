@@ -122,7 +122,7 @@ impl Run {
     fn mid_run(mode: CurationMode, width: u16, height: u16) -> Self {
         let mut r = Self::new(mode, width, height);
         update(&mut r.s, Action::Memory { snapshot: memory(), at: Duration::ZERO });
-        r.ev(EngineEvent::ProbeStarted { probe: 0, runs: 3 });
+        r.ev(EngineEvent::ProbeStarted { probe: 0, runs: (0..3).collect() });
         for (i, c) in [cand(0, 52.1, ANSWER), cand(1, 47.0, "Short."), cand(2, 38.9, "Paris.")].into_iter().enumerate()
         {
             let _ = i;
@@ -133,13 +133,13 @@ impl Run {
             decision: Decision::Kept { run: 0, by: Decider::Gate },
             best: None,
         });
-        r.ev(EngineEvent::ProbeStarted { probe: 1, runs: 3 });
+        r.ev(EngineEvent::ProbeStarted { probe: 1, runs: (0..3).collect() });
         r.ev(EngineEvent::ProbeDecided {
             probe: 1,
             decision: Decision::Skipped { best: 12.0, by: Decider::Gate },
             best: None,
         });
-        r.ev(EngineEvent::ProbeStarted { probe: 2, runs: 3 });
+        r.ev(EngineEvent::ProbeStarted { probe: 2, runs: (0..3).collect() });
         r.ev(EngineEvent::Prefilled { probe: 2, prompt_tokens: 40, elapsed: Duration::from_millis(50) });
         for (i, w) in ANSWER.split_inclusive(' ').enumerate() {
             // ~140 tok/s, spread over a few seconds so the sparkline has a shape.

@@ -198,3 +198,133 @@ fn no_terminal_means_a_hint_not_a_garbled_file() {
     let (ok, _, stderr) = run(&["--theme", "no-such-theme"]);
     assert!(!ok && stderr.contains("no theme `no-such-theme`") && stderr.contains("high-contrast"), "{stderr}");
 }
+
+const RESUME_PROBES: &str = r#"[
+  {"id": "T01_CAPITAL", "domain": "Geography", "prompt": "What is the capital of France, and why did it become the capital?"},
+  {"id": "T02_KINDNESS", "domain": "Ethics", "prompt": "Why is kindness important? Explain in detail."},
+  {"id": "T03_RIVERS", "domain": "Science", "prompt": "Why do rivers bend and form meanders? Explain in detail."}
+]"#;
+
+/// The candidate table's rows for probe `id` as drawn: (run number as shown, still generating).
+/// `None` when the table shows another probe.
+fn candidate_rows(screen: &str, id: &str) -> Option<Vec<(u32, bool)>> {
+    let lines: Vec<Vec<char>> = screen.lines().map(|l| l.chars().collect()).collect();
+    let title = format!("┌ Candidates · {id} ");
+    let (at, col) = lines.iter().enumerate().find_map(|(i, l)| {
+        let s: String = l.iter().collect();
+        let byte = s.find(&title)?;
+        Some((i, s[..byte].chars().count()))
+    })?;
+    let mut rows = Vec::new();
+    for l in &lines[at + 1..] {
+        if l.get(col) == Some(&'└') {
+            break;
+        }
+        let cell: String = l.iter().skip(col + 1).collect();
+        let head: String = cell.chars().take(4).collect();
+        if let Ok(run) = head.trim_start_matches('★').trim().parse::<u32>() {
+            rows.push((run, cell.contains("generating…")));
+        }
+    }
+    Some(rows)
+}
+
+fn session_script(dir: &Path, config: &Path, max_tokens: u32) -> String {
+    format!(
+        "cd {root}\nexport LEM_TUI_CONFIG_DIR={config} LEM_TUI_LOG={log} TERM=xterm-256color\nunset NO_COLOR\n\
+         {bin} distill --probes probes.json --runs 2 --max-tokens {max_tokens} --seed 11 --threads 2 \
+         --min-score 1 --output lesson.jsonl --store {store}\necho LEMTUI-EXIT=$?\nsleep 120\n",
+        root = shell_quote(dir),
+        config = shell_quote(config),
+        log = shell_quote(&dir.join("lem-tui.log")),
+        bin = shell_quote(Path::new(env!("CARGO_BIN_EXE_lem-tui"))),
+        store = shell_quote(&dir.join("store.db")),
+    )
+}
+
+fn accept(tmux: &Tmux, id: &str) {
+    tmux.wait(&format!("{id} to await review"), 240, |s| s.contains(&format!("{id} awaits review")));
+    tmux.keys(&["a"]);
+    let s = tmux.wait("the decision", 30, |s| s.contains("Keep below the gate?") || s.contains(&format!("{id}: kept")));
+    if s.contains("Keep below the gate?") {
+        tmux.keys(&["y"]);
+    }
+    tmux.wait(&format!("{id} kept"), 30, |s| s.contains(&format!("{id}: kept candidate")));
+}
+
+/// Accept two probes, undo one, quit while candidates stream, start again: the workbench
+/// shows the decided probe, the stored candidates of the undecided ones with the run numbers
+/// they had, and no row for a candidate that is not there.
+#[test]
+fn resume_after_undo_and_a_quit_mid_generation() {
+    common::model_path("smollm2/135m");
+    let root = common::scratch_root(RESUME_PROBES);
+    let dir = root.path();
+    let config = dir.join("config");
+    std::fs::create_dir_all(&config).expect("config dir");
+    let script = dir.join("run.sh");
+    std::fs::write(&script, session_script(dir, &config, 160)).expect("script");
+    let tmux = Tmux { socket: format!("lem-tui-resume-{}", std::process::id()) };
+    let start = || {
+        let script_arg = format!("sh {}", shell_quote(&script));
+        let out = tmux.cmd(&["new-session", "-d", "-s", "lem", "-x", "110", "-y", "32", &script_arg]);
+        assert!(out.status.success(), "tmux new-session: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    start();
+    accept(&tmux, "T01_CAPITAL");
+    accept(&tmux, "T02_KINDNESS");
+    // T03 generates meanwhile; the undo takes back T02 (the last decision) once it may.
+    tmux.keys(&["u"]);
+    tmux.wait("T02 undone", 240, |s| s.contains("undone: T02_KINDNESS"));
+    tmux.wait("T02 in review again", 60, |s| s.contains("T02_KINDNESS awaits review"));
+    assert_eq!(std::fs::read_to_string(dir.join("lesson.jsonl")).expect("lesson").lines().count(), 1);
+    // More candidates for T02 (runs 3 and 4), and quit while they stream.
+    tmux.keys(&["r"]);
+    let s = tmux.wait("T02's new candidates to stream", 60, |s| {
+        candidate_rows(s, "T02_KINDNESS").is_some_and(|r| r.iter().any(|(_, g)| *g)) && live_tokens(s).is_some()
+    });
+    assert!(!s.contains("T02_KINDNESS awaits review"), "the status line moved on: {s}");
+    let live: Vec<u32> =
+        candidate_rows(&s, "T02_KINDNESS").unwrap_or_default().iter().filter(|r| r.1).map(|r| r.0).collect();
+    assert!(live.iter().all(|r| *r == 3 || *r == 4) && !live.is_empty(), "the new runs are 3 and 4: {s}");
+    tmux.keys(&["q"]);
+    tmux.wait("the quit prompt", 10, |s| s.contains("Quit"));
+    tmux.keys(&["y"]);
+    let s = tmux.wait("the process to exit", 60, |s| s.contains("LEMTUI-EXIT="));
+    assert!(s.contains("LEMTUI-EXIT=130"), "a quit mid-run exits 130: {s}");
+    let _ = tmux.cmd(&["kill-server"]);
+
+    // What the store holds for the undecided probes (cancelled candidates are not resumed).
+    let stored = |probe: &str| -> Vec<u32> {
+        let db = rusqlite::Connection::open(dir.join("store.db")).expect("store opens");
+        let mut q = db
+            .prepare(
+                "SELECT c.run_no FROM candidates c JOIN probes p ON p.id = c.probe_row \
+                 WHERE p.probe_id = ?1 AND c.outcome != 'cancelled' ORDER BY c.run_no",
+            )
+            .expect("query");
+        q.query_map([probe], |r| r.get::<_, u32>(0)).expect("rows").collect::<Result<_, _>>().expect("runs")
+    };
+    let t02: Vec<u32> = stored("T02_KINDNESS").iter().map(|r| r + 1).collect();
+    let t03: Vec<u32> = stored("T03_RIVERS").iter().map(|r| r + 1).collect();
+    assert_eq!(&t02[..2], [1, 2], "T02's first two candidates are stored");
+    assert_eq!(t03, [1, 2], "T03 was generated before the quit");
+
+    // Start again: T01 kept, T02 in review with exactly its stored candidates.
+    start();
+    let s = tmux.wait("T02 in review after the resume", 120, |s| s.contains("T02_KINDNESS awaits review"));
+    assert!(s.contains("✓ T01_CAPITAL"), "T01 shows as kept: {s}");
+    let rows = candidate_rows(&s, "T02_KINDNESS").expect("T02's table");
+    assert_eq!(rows.iter().map(|r| r.0).collect::<Vec<_>>(), t02, "stored runs, numbered as before: {s}");
+    assert!(rows.iter().all(|r| !r.1), "no phantom generating rows: {s}");
+    // T03's candidates reach the workbench only through the resume report.
+    tmux.keys(&["Down"]);
+    let s = tmux.wait("T03's table", 10, |s| candidate_rows(s, "T03_RIVERS").is_some());
+    let rows = candidate_rows(&s, "T03_RIVERS").expect("T03's table");
+    assert_eq!(rows, t03.iter().map(|r| (*r, false)).collect::<Vec<_>>(), "T03's stored candidates: {s}");
+    tmux.keys(&["q"]);
+    let s = tmux.wait("the process to exit", 60, |s| s.contains("LEMTUI-EXIT="));
+    assert!(!s.contains("panicked") && !s.contains("error:"), "{s}");
+    let lesson = std::fs::read_to_string(dir.join("lesson.jsonl")).expect("lesson");
+    assert_eq!(lesson.lines().count(), 1, "only T01's line: {lesson}");
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::MemorySnapshot;
-use crate::distill::EngineEvent;
+use crate::distill::{Control, EngineEvent};
 
 /// An operator command. The snake_case names are the keymap file's keys.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -166,4 +166,6 @@ pub enum Action {
     Resize { width: u16, height: u16 },
     /// The engine task ended; `error` when it failed.
     EngineExited { error: Option<String> },
+    /// A control could not be handed to the engine (its queue is full, or it has stopped).
+    ControlNotSent { control: Control, why: String },
 }

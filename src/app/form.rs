@@ -90,13 +90,10 @@ impl LimitsForm {
     pub fn validate(&mut self) -> Option<Values> {
         let memory = parse_gb(&self.fields[MEMORY].value);
         let cache = parse_gb(&self.fields[CACHE].value);
-        let runs = self.fields[RUNS]
-            .value
-            .trim()
-            .parse::<u32>()
-            .ok()
-            .filter(|r| (1..=MAX_RUNS).contains(r))
-            .ok_or_else(|| format!("runs must be a whole number 1-{MAX_RUNS}, not `{}`", self.fields[RUNS].value.trim()));
+        let runs =
+            self.fields[RUNS].value.trim().parse::<u32>().ok().filter(|r| (1..=MAX_RUNS).contains(r)).ok_or_else(
+                || format!("runs must be a whole number 1-{MAX_RUNS}, not `{}`", self.fields[RUNS].value.trim()),
+            );
         let temperature = self.fields[TEMPERATURE]
             .value
             .trim()

@@ -185,6 +185,8 @@ pub struct State {
     pub note: Option<Note>,
     pub finished: Option<Summary>,
     pub engine_gone: bool,
+    /// The backend refused the last limits sent (shown in the limits editor until some apply).
+    pub limits_refused: Option<String>,
     pub quitting: bool,
     pub size: (u16, u16),
     pub now: Duration,
@@ -224,6 +226,7 @@ impl State {
             note: None,
             finished: None,
             engine_gone: false,
+            limits_refused: None,
             quitting: false,
             size: (80, 24),
             now: Duration::ZERO,

@@ -57,9 +57,32 @@ pub fn update(s: &mut State, action: Action) -> Vec<Effect> {
                 note(s, Level::Error, format!("the engine stopped: {e}"));
             }
         }
+        Action::ControlNotSent { control, why } => {
+            if matches!(control, Control::Review { .. }) {
+                // The engine never saw it: the operator may decide again.
+                s.decision_sent = false;
+            }
+            note(s, Level::Error, format!("not sent to the engine ({why}): {}", describe(&control)));
+        }
     }
     sync_stream(s);
     fx
+}
+
+/// A control as the operator would name it.
+fn describe(c: &Control) -> String {
+    match c {
+        Control::Pause => "pause".into(),
+        Control::Resume => "resume".into(),
+        Control::Stop { .. } => "stop".into(),
+        Control::CancelGeneration => "cancel".into(),
+        Control::SetMode(m) => format!("mode {m:?}").to_lowercase(),
+        Control::SetLimits(_) => "new limits".into(),
+        Control::SetRuns(n) => format!("runs {n}"),
+        Control::SetTemperature(t) => format!("temperature {t}"),
+        Control::Review { review, .. } => format!("decision {review:?}").to_lowercase(),
+        Control::Undo => "undo".into(),
+    }
 }
 
 fn tick(s: &mut State, at: Duration) {

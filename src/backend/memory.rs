@@ -1,7 +1,12 @@
 //! Memory as the gauge shows it: what the backend measures, plus the system around it.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 use sysinfo::{MemoryRefreshKind, Pid, ProcessRefreshKind, ProcessesToUpdate, RefreshKind, System};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 pub const GIB: u64 = 1024 * 1024 * 1024;
 pub const MIB: u64 = 1024 * 1024;
@@ -105,4 +110,32 @@ fn pressure_level() -> Option<u8> {
 #[cfg(not(target_os = "macos"))]
 fn pressure_level() -> Option<u8> {
     None
+}
+
+/// Reads `backend`'s memory every `every` on a blocking thread (a reading takes a lock and a few
+/// syscalls; on macOS it forks `sysctl`) and publishes the latest. The view's gauge and the
+/// engine's over-limit check share these readings; nothing else reads memory in a loop.
+pub fn spawn_sampler(
+    backend: Arc<dyn super::Backend>,
+    every: Duration,
+    cancel: CancellationToken,
+) -> (watch::Receiver<MemorySnapshot>, tokio::task::JoinHandle<()>) {
+    let (tx, rx) = watch::channel(MemorySnapshot::default());
+    let task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                _ = tick.tick() => {
+                    let b = Arc::clone(&backend);
+                    let Ok(snap) = tokio::task::spawn_blocking(move || b.memory()).await else { return };
+                    if tx.send(snap).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    (rx, task)
 }

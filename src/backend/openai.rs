@@ -274,10 +274,10 @@ impl Backend for OpenAiBackend {
         snap
     }
 
-    fn set_limits(&self, limits: Limits) -> Result<(), BackendError> {
+    fn set_limits(&self, limits: Limits) -> Result<super::LimitsReply, BackendError> {
         // Only the local gauge and the engine's RSS check use them: a server's memory is its own.
         *self.limits.lock().unwrap_or_else(PoisonError::into_inner) = limits;
-        Ok(())
+        Ok(super::limits_reply(Ok(())))
     }
 
     fn endpoints(&self) -> Vec<EndpointStatus> {

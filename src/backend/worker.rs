@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::memory::MlxMemory;
 use super::memory::SystemProbe;
-use super::{Backend, BackendError, GenRequest, JobEvent, Limits, MemorySnapshot, ModelInfo};
+use super::{Backend, BackendError, GenRequest, JobEvent, Limits, LimitsReply, MemorySnapshot, ModelInfo};
 
 /// What a blocking engine does on its thread.
 pub(crate) trait Engine {
@@ -34,7 +34,7 @@ pub(crate) trait Engine {
 
 enum Command {
     Generate { req: GenRequest, events: mpsc::Sender<JobEvent>, cancel: CancellationToken },
-    SetLimits(Limits),
+    SetLimits(Limits, tokio::sync::oneshot::Sender<Result<(), BackendError>>),
     Shutdown,
 }
 
@@ -128,10 +128,14 @@ impl WorkerBackend {
                         Command::Generate { req, events, cancel } => {
                             engine.generate(req, &events, &cancel, &thread_shared);
                         }
-                        Command::SetLimits(limits) => {
-                            if let Err(e) = engine.set_limits(limits) {
-                                tracing::warn!("{source}: limits not applied: {e}");
+                        Command::SetLimits(limits, reply) => {
+                            let answer = engine.set_limits(limits);
+                            match &answer {
+                                // Only limits the engine took are shown and enforced.
+                                Ok(()) => *thread_shared.limits.lock().unwrap_or_else(PoisonError::into_inner) = limits,
+                                Err(e) => tracing::warn!("{source}: limits not applied: {e}"),
                             }
+                            let _ = reply.send(answer);
                         }
                         Command::Shutdown => break,
                     }
@@ -188,12 +192,11 @@ impl Backend for WorkerBackend {
         self.shared.snapshot()
     }
 
-    fn set_limits(&self, limits: Limits) -> Result<(), BackendError> {
-        // The engine thread picks this up between requests (a long generation delays it), so the
-        // figure for the gauge and the engine's RSS check is applied here at once. Waiting for an
-        // answer would block the caller's async task behind the generation in flight.
-        self.tx.send(Command::SetLimits(limits)).map_err(|_| BackendError::Gone)?;
-        *self.shared.limits.lock().unwrap_or_else(PoisonError::into_inner) = limits;
-        Ok(())
+    fn set_limits(&self, limits: Limits) -> Result<LimitsReply, BackendError> {
+        // The engine thread takes them between requests (a long generation delays the answer);
+        // the caller awaits the reply rather than blocking its async task on it.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.tx.send(Command::SetLimits(limits, tx)).map_err(|_| BackendError::Gone)?;
+        Ok(rx)
     }
 }

@@ -1,8 +1,10 @@
 //! Generating a probe's candidates: requests to the backend, their token streams, scoring.
 
+use std::collections::HashSet;
+
 use tokio::sync::mpsc;
 
-use super::run::Run;
+use super::run::{Run, limits_answer};
 use super::{Candidate, Control, DistillError, EngineEvent, Outcome};
 use crate::backend::{FinishReason, GenRequest, JobEvent, Message, Metrics, Sampling};
 use crate::scorer::Imprint;
@@ -12,21 +14,23 @@ use crate::scorer::Imprint;
 const TOKEN_CHANNEL: usize = 256;
 
 impl Run {
-    /// Generates `count` more candidates for probe `i` (numbered after the ones it has).
+    /// Generates `count` more candidates for probe `i`, numbered by [`next_runs`].
     pub(super) async fn generate(&mut self, i: usize, count: u32) -> Result<(), DistillError> {
         let probe = self.eng.probes[i].clone();
-        self.emit(EngineEvent::ProbeStarted { probe: i, runs: count }).await;
+        let runs = next_runs(&self.candidates[i], count);
+        self.emit(EngineEvent::ProbeStarted { probe: i, runs: runs.clone() }).await;
         let prompt_imprint = self.eng.scorer.imprint(&probe.prompt);
-        // After a resume the stored run numbers may have gaps (a kill loses the runs in flight).
-        let base_run = self.candidates[i].iter().map(|c| c.run + 1).max().unwrap_or(0);
-        let per_request = if self.eng.cfg.sequential { 1 } else { count };
-        let mut first = 0;
-        while first < count && !self.eng_cancelled() {
-            let n = per_request.min(count - first);
+        let per_request = if self.eng.cfg.sequential { 1 } else { count.max(1) as usize };
+        let mut cancelled = false;
+        for chunk in requests(&runs, per_request) {
+            if cancelled || self.eng_cancelled() {
+                break;
+            }
+            let (run0, n) = (chunk[0], u32::try_from(chunk.len()).unwrap_or(u32::MAX));
             let mut sampling = self.eng.cfg.sampling;
             sampling.temperature = self.settings.temperature;
             // Seeds follow the run number, so a candidate is reproducible from (seed, run).
-            sampling.seed = self.eng.cfg.sampling.seed.wrapping_add(u64::from(base_run + first));
+            sampling.seed = self.eng.cfg.sampling.seed.wrapping_add(u64::from(run0));
             let req = GenRequest { messages: vec![Message::user(probe.prompt.clone())], sampling, n };
             let (tx, mut rx) = mpsc::channel(TOKEN_CHANNEL);
             let job = self.cancel.child_token();
@@ -35,18 +39,21 @@ impl Run {
                 tokio::select! {
                     ev = rx.recv() => {
                         let Some(ev) = ev else { break };
-                        self.on_job_event(i, base_run + first, &prompt_imprint, sampling, ev).await?;
+                        self.on_job_event(i, run0, &prompt_imprint, sampling, ev).await?;
                     }
                     c = self.control.recv(), if self.control_open => match c {
                         None => self.control_open = false,
-                        Some(Control::CancelGeneration) => job.cancel(),
+                        // The rest of this probe's candidates are not generated either.
+                        Some(Control::CancelGeneration) => { cancelled = true; job.cancel(); }
                         Some(Control::Stop { now: true }) => { self.stop = true; self.cancel.cancel(); }
                         Some(c @ (Control::Review { .. } | Control::Undo)) => self.deferred.push_back(c),
-                        Some(c) => { self.apply(c, None).await?; }
+                        Some(c) => drop(self.apply(c, None).await?),
                     },
+                    (limits, answer) = limits_answer(&mut self.pending_limits), if !self.pending_limits.is_empty() => {
+                        self.on_limits_answer(limits, answer).await;
+                    }
                 }
             }
-            first += n;
         }
         Ok(())
     }
@@ -98,9 +105,12 @@ impl Run {
         self.summary.generations += 1;
         self.summary.generated_tokens += u64::from(done.metrics.generated_tokens);
         self.summary.decode_time += done.metrics.wall.saturating_sub(done.metrics.ttft);
-        if let Some(j) = self.eng.journal.as_mut() {
-            j.candidate(i, &self.eng.probes[i], &done)?;
-        }
+        let (probe, stored) = (self.eng.probes[i].clone(), done.clone());
+        self.persist(move |p| match p.journal.as_mut() {
+            Some(j) => Ok(j.candidate(i, &probe, &stored)?),
+            None => Ok(()),
+        })
+        .await?;
         self.emit(EngineEvent::CandidateDone { probe: i, candidate: done.clone() }).await;
         self.candidates[i].push(done);
         self.candidates[i].sort_by_key(|c| c.run);
@@ -113,5 +123,52 @@ impl Run {
         }
         let (grammar, delta) = self.eng.scorer.score_against(prompt, text, self.eng.cfg.thresholds);
         Outcome::Scored { grammar, delta }
+    }
+}
+
+/// The run numbers for `count` new candidates: the gaps in the ones a probe has first (a kill
+/// loses the runs in flight, and their seeds give the same candidates back), then after the
+/// highest. The engine is the only place that numbers runs.
+pub(super) fn next_runs(have: &[Candidate], count: u32) -> Vec<u32> {
+    let taken: HashSet<u32> = have.iter().map(|c| c.run).collect();
+    (0..u32::MAX).filter(|r| !taken.contains(r)).take(count as usize).collect()
+}
+
+/// Splits run numbers into requests: consecutive numbers (a request's candidate `k` is run
+/// `run0 + k`, with seed `seed + run0 + k`), at most `per_request` each.
+fn requests(runs: &[u32], per_request: usize) -> Vec<Vec<u32>> {
+    let mut out: Vec<Vec<u32>> = Vec::new();
+    for &r in runs {
+        match out.last_mut() {
+            Some(last) if last.len() < per_request && last.last().is_some_and(|&p| p + 1 == r) => last.push(r),
+            _ => out.push(vec![r]),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Metrics;
+
+    fn cand(run: u32) -> Candidate {
+        Candidate {
+            run,
+            text: String::new(),
+            outcome: Outcome::TooShort,
+            metrics: Metrics::default(),
+            seed: 0,
+            temperature: 0.0,
+        }
+    }
+
+    #[test]
+    fn runs_fill_gaps_then_follow_the_highest() {
+        assert_eq!(next_runs(&[], 3), [0, 1, 2]);
+        assert_eq!(next_runs(&[cand(0), cand(2)], 3), [1, 3, 4]);
+        assert_eq!(requests(&[1, 3, 4, 5], 8), [vec![1], vec![3, 4, 5]]);
+        assert_eq!(requests(&[0, 1, 2], 1), [vec![0], vec![1], vec![2]]);
+        assert_eq!(requests(&[0, 1, 2], 2), [vec![0, 1], vec![2]]);
     }
 }

@@ -121,6 +121,7 @@ pub enum Review {
 /// `Stop { now: true }` act between tokens.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Control {
+    /// Start no new generation (the request in flight runs to its end; reviews go on).
     Pause,
     Resume,
     /// Stop after the probe in progress has been decided and written (or at once if `now`).
@@ -130,7 +131,8 @@ pub enum Control {
     /// End the request in flight; its candidates finish as cancelled.
     CancelGeneration,
     SetMode(CurationMode),
-    /// New memory/cache limits, applied to the running backend at once.
+    /// New memory/cache limits for the backend. [`EngineEvent::Settings`] reports them once the
+    /// backend has applied them, [`EngineEvent::LimitsRefused`] if it would not.
     SetLimits(Limits),
     SetRuns(u32),
     SetTemperature(f32),
@@ -140,7 +142,7 @@ pub enum Control {
         review: Review,
     },
     /// Take back the most recent decision: its lesson line is removed and the probe is
-    /// reviewed again.
+    /// reviewed again by the operator (in auto mode too: the operator took it in hand).
     Undo,
 }
 
@@ -172,13 +174,18 @@ pub struct Summary {
 #[derive(Clone, Debug, PartialEq)]
 pub enum EngineEvent {
     Settings(Settings),
-    /// Probes already decided in an earlier session (resume), reported once at start.
+    /// What an earlier session left (resume), reported once at start: the probes it decided,
+    /// and the stored candidates of those it did not (their run numbers may have gaps: a kill
+    /// loses the runs in flight).
     Resumed {
         done: Vec<(usize, Decision)>,
+        undecided: Vec<(usize, Vec<Candidate>)>,
     },
+    /// Candidates for `probe` are being generated, with these run numbers (the engine is the
+    /// one place that numbers runs; views never work them out).
     ProbeStarted {
         probe: usize,
-        runs: u32,
+        runs: Vec<u32>,
     },
     Prefilled {
         probe: usize,
@@ -218,6 +225,11 @@ pub enum EngineEvent {
     },
     /// A command that could not be carried out, and why.
     Refused {
+        reason: String,
+    },
+    /// The backend refused new limits; the ones in [`Settings`] still hold.
+    LimitsRefused {
+        limits: Limits,
         reason: String,
     },
     Paused {

@@ -1,25 +1,57 @@
 //! Decisions: the gate, the operator's review, the commit of a decision and its undo.
 
-use super::run::{Job, Record, Run};
-use super::{Candidate, Decider, Decision, DistillError, EngineEvent, MAX_RUNS, Review, best_of};
+use super::run::{Applied, Job, Record, Run};
+use super::{Candidate, CurationMode, Decider, Decision, DistillError, EngineEvent, MAX_RUNS, Review, best_of};
 use crate::lesson::TrainingExample;
 
+/// How a review ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum ReviewOutcome {
+    /// The probe was decided (by the operator, or by the gate after a switch to auto mode).
+    Decided,
+    /// An undo reopened an earlier probe; this one waits behind it in the queue.
+    Reopened,
+    /// Stopped or cancelled (or nobody is left to decide): the probe stays undecided and
+    /// resumes next time.
+    Stopped,
+}
+
 impl Run {
-    pub(super) async fn undo(&mut self, reviewing: Option<usize>) -> Result<(), DistillError> {
+    /// Takes back the most recent decision. The undo is recorded as an intent before the
+    /// lesson file is touched, and finished (or rolled back) after, so a kill at any point
+    /// leaves something the next start's reconcile can complete. Returns whether it happened.
+    pub(super) async fn undo(&mut self, reviewing: Option<usize>) -> Result<bool, DistillError> {
         let Some(rec) = self.history.pop() else {
             self.emit(EngineEvent::Refused { reason: "nothing to undo".into() }).await;
-            return Ok(());
+            return Ok(false);
         };
-        if let Some(range) = rec.line.clone() {
-            if let Err(e) = self.writer.remove_last(range) {
-                let reason = format!("cannot undo: {e}");
-                self.history.push(rec);
-                self.emit(EngineEvent::Refused { reason }).await;
-                return Ok(());
-            }
-        }
-        if let (Some(j), Some(id)) = (self.eng.journal.as_mut(), rec.journal_id) {
-            j.undo(id)?;
+        let (id, line) = (rec.journal_id, rec.line.clone());
+        let removed = self
+            .persist(move |p| {
+                let intent = match (p.journal.as_mut(), id) {
+                    (Some(j), Some(id)) => Some(j.undo(id, line.clone())?),
+                    _ => None,
+                };
+                crate::failpoint::hit("undo-intent");
+                if let Some(range) = line {
+                    if let Err(e) = p.writer.remove_last(range) {
+                        if let (Some(j), Some(u)) = (p.journal.as_mut(), intent) {
+                            j.undo_finished(u, false)?;
+                        }
+                        return Ok(Err(e));
+                    }
+                    crate::failpoint::hit("undo-truncated");
+                }
+                if let (Some(j), Some(u)) = (p.journal.as_mut(), intent) {
+                    j.undo_finished(u, true)?;
+                }
+                Ok(Ok(()))
+            })
+            .await?;
+        if let Err(e) = removed {
+            self.history.push(rec);
+            self.emit(EngineEvent::Refused { reason: format!("cannot undo: {e}") }).await;
+            return Ok(false);
         }
         match rec.decision {
             Decision::Kept { .. } => self.summary.kept -= 1,
@@ -32,7 +64,7 @@ impl Run {
         }
         self.queue.push_front(Job::Review(rec.probe));
         self.emit(EngineEvent::Undone { probe: rec.probe, decision: rec.decision }).await;
-        Ok(())
+        Ok(true)
     }
 
     pub(super) async fn auto_decide(&mut self, i: usize) -> Result<(), DistillError> {
@@ -50,55 +82,67 @@ impl Run {
     }
 
     /// Journals the decision, then writes the lesson line (if any), then marks it written.
-    pub(super) async fn commit(&mut self, i: usize, decision: Decision, best: Option<Candidate>) -> Result<(), DistillError> {
+    pub(super) async fn commit(
+        &mut self,
+        i: usize,
+        decision: Decision,
+        best: Option<Candidate>,
+    ) -> Result<(), DistillError> {
         let probe = self.eng.probes[i].clone();
         let kept = match &decision {
             Decision::Kept { run, .. } => self.candidates[i].iter().find(|c| c.run == *run).cloned(),
             _ => None,
         };
-        let mut decision = decision;
-        let duplicate = match (&kept, self.eng.journal.as_ref()) {
-            (Some(k), Some(j)) => j.is_duplicate(&probe.prompt, &k.text),
-            _ => false,
-        };
-        if let Some(k) = &kept {
-            if duplicate {
-                let reason = format!("{}: this response is already in the lesson file; not written twice", probe.id);
-                self.emit(EngineEvent::Refused { reason }).await;
-                decision = Decision::Skipped { best: k.composite().unwrap_or(0.0), by: Decider::Gate };
-            }
+        let candidates = self.candidates[i].clone();
+        let user =
+            crate::config::sandwich(self.eng.cfg.kernel.as_deref(), self.eng.cfg.signature.as_deref(), &probe.prompt);
+        let (decision, journal_id, line, duplicate) = self
+            .persist(move |p| {
+                let duplicate = match (&kept, p.journal.as_ref()) {
+                    (Some(k), Some(j)) => j.is_duplicate(&probe.prompt, &k.text),
+                    _ => false,
+                };
+                let decision = match &kept {
+                    Some(k) if duplicate => Decision::Skipped { best: k.composite().unwrap_or(0.0), by: Decider::Gate },
+                    _ => decision,
+                };
+                let kept = kept.filter(|_| matches!(decision, Decision::Kept { .. }));
+                let journal_id = match p.journal.as_mut() {
+                    Some(j) => Some(j.decision(i, &probe, &decision, &candidates)?),
+                    None => None,
+                };
+                let line = match &kept {
+                    Some(k) => {
+                        let range = p.writer.append(&TrainingExample::user_assistant(user, k.text.clone()))?;
+                        if let (Some(j), Some(id)) = (p.journal.as_mut(), journal_id) {
+                            j.written(id, range.clone())?;
+                        }
+                        Some(range)
+                    }
+                    None => None,
+                };
+                Ok((decision, journal_id, line, duplicate))
+            })
+            .await?;
+        if duplicate {
+            let reason =
+                format!("{}: this response is already in the lesson file; not written twice", self.eng.probes[i].id);
+            self.emit(EngineEvent::Refused { reason }).await;
         }
-        let kept = if matches!(decision, Decision::Kept { .. }) { kept } else { None };
-        let journal_id = match self.eng.journal.as_mut() {
-            Some(j) => Some(j.decision(i, &probe, &decision, &self.candidates[i])?),
-            None => None,
-        };
-        let line = match &kept {
-            Some(k) => {
-                let user = crate::config::sandwich(
-                    self.eng.cfg.kernel.as_deref(),
-                    self.eng.cfg.signature.as_deref(),
-                    &probe.prompt,
-                );
-                let range = self.writer.append(&TrainingExample::user_assistant(user, k.text.clone()))?;
-                if let (Some(j), Some(id)) = (self.eng.journal.as_mut(), journal_id) {
-                    j.written(id, range.clone())?;
-                }
-                self.summary.kept += 1;
-                Some(range)
-            }
-            None => {
-                self.summary.skipped += 1;
-                None
-            }
-        };
+        if line.is_some() {
+            self.summary.kept += 1;
+        } else {
+            self.summary.skipped += 1;
+        }
         self.summary.probes_done += 1;
         self.history.push(Record { probe: i, decision: decision.clone(), journal_id, line });
         self.emit(EngineEvent::ProbeDecided { probe: i, decision, best }).await;
         Ok(())
     }
 
-    pub(super) async fn review(&mut self, i: usize) -> Result<(), DistillError> {
+    /// Waits for the operator's decision on probe `i` (settings, pauses and undos may come
+    /// first) and carries it out.
+    pub(super) async fn review(&mut self, i: usize) -> Result<ReviewOutcome, DistillError> {
         loop {
             let best = best_of(&self.candidates[i]).map(|c| c.run);
             let ev = EngineEvent::AwaitingReview {
@@ -113,19 +157,20 @@ impl Run {
                     // No operator (or cancelled): leave the probe undecided; it resumes next time.
                     self.stop = true;
                     self.queue.push_front(Job::Review(i));
-                    return Ok(());
+                    return Ok(ReviewOutcome::Stopped);
                 };
-                let queued = self.queue.len();
-                if let Some(r) = self.apply(c, Some(i)).await? {
-                    break r;
-                }
-                if self.queue.len() > queued || self.stop {
-                    // An undo reopened an earlier probe (this one was re-queued behind it), or
-                    // the operator stopped.
-                    if self.stop && self.queue.len() == queued {
+                match self.apply(c, Some(i)).await? {
+                    Applied::Review(r) => break r,
+                    Applied::Undid => return Ok(ReviewOutcome::Reopened),
+                    Applied::Stop => {
                         self.queue.push_front(Job::Review(i));
+                        return Ok(ReviewOutcome::Stopped);
                     }
-                    return Ok(());
+                    Applied::Mode(CurationMode::Auto) => {
+                        self.auto_decide(i).await?;
+                        return Ok(ReviewOutcome::Decided);
+                    }
+                    Applied::Mode(CurationMode::Review) | Applied::Nothing => {}
                 }
             };
             match review {
@@ -148,12 +193,13 @@ impl Run {
                         self.emit(EngineEvent::Refused { reason }).await;
                         continue;
                     }
-                    let best = Some(c);
-                    return self.commit(i, Decision::Kept { run, by: Decider::Operator }, best).await;
+                    self.commit(i, Decision::Kept { run, by: Decider::Operator }, Some(c)).await?;
+                    return Ok(ReviewOutcome::Decided);
                 }
                 Review::RejectAll => {
                     let best = best_of(&self.candidates[i]).cloned();
-                    return self.commit(i, Decision::Rejected, best).await;
+                    self.commit(i, Decision::Rejected, best).await?;
+                    return Ok(ReviewOutcome::Decided);
                 }
                 Review::Skip => {
                     let best = best_of(&self.candidates[i]).cloned();
@@ -161,16 +207,17 @@ impl Run {
                         best: best.as_ref().and_then(Candidate::composite).unwrap_or(0.0),
                         by: Decider::Operator,
                     };
-                    return self.commit(i, decision, best).await;
+                    self.commit(i, decision, best).await?;
+                    return Ok(ReviewOutcome::Decided);
                 }
                 Review::More { n } => {
                     self.generate(i, n.clamp(1, MAX_RUNS)).await?;
                     if self.eng_cancelled() {
-                        return Ok(());
+                        self.queue.push_front(Job::Review(i));
+                        return Ok(ReviewOutcome::Stopped);
                     }
                 }
             }
         }
     }
-
 }

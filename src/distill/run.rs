@@ -1,16 +1,18 @@
-//! The run loop: the queue of probes, the controls between them, pause and memory checks.
+//! The run loop: the queue of probes, the controls between them, pause and memory checks, and
+//! the one door to the session store and the lesson file (off the async workers).
 
 use std::collections::VecDeque;
 use std::ops::Range;
 use std::time::Instant;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Candidate, Control, CurationMode, Decision, DistillError, Engine, EngineEvent, MAX_RUNS, Outcome, ProbeStart, Review,
-    Settings, Summary,
+    Candidate, Control, CurationMode, Decision, DistillError, Engine, EngineEvent, Journal, MAX_RUNS, Outcome,
+    ProbeStart, Review, Settings, Summary,
 };
+use crate::backend::{BackendError, Limits, LimitsReply};
 use crate::lesson::LessonWriter;
 
 pub(super) enum Job {
@@ -28,6 +30,25 @@ pub(super) struct Record {
     pub(super) line: Option<Range<u64>>,
 }
 
+/// What the session store and the lesson file are reached through. Both block (SQLite with
+/// full sync, an fsync per line), so they are only ever used on a blocking thread.
+pub(super) struct Persist {
+    pub(super) journal: Option<Box<dyn Journal>>,
+    pub(super) writer: LessonWriter,
+}
+
+/// What applying a command did, for the loop that waits on the operator.
+pub(super) enum Applied {
+    Nothing,
+    /// A decision for the probe under review.
+    Review(Review),
+    /// The most recent decision was taken back; its probe is at the front of the queue.
+    Undid,
+    /// The mode changed (a probe under review is then decided by the gate if it is now auto).
+    Mode(CurationMode),
+    Stop,
+}
+
 /// The mutable state of one run; owned by the engine task alone.
 pub(super) struct Run {
     pub(super) eng: Engine,
@@ -35,7 +56,8 @@ pub(super) struct Run {
     pub(super) control: mpsc::Receiver<Control>,
     pub(super) control_open: bool,
     pub(super) cancel: CancellationToken,
-    pub(super) writer: LessonWriter,
+    /// `None` only while a blocking task holds it.
+    pub(super) persist: Option<Persist>,
     pub(super) summary: Summary,
     pub(super) settings: Settings,
     pub(super) stop: bool,
@@ -44,6 +66,8 @@ pub(super) struct Run {
     pub(super) history: Vec<Record>,
     /// Controls that arrived while generating and must wait for a safe point.
     pub(super) deferred: VecDeque<Control>,
+    /// Limits sent to the backend and not yet answered, oldest first.
+    pub(super) pending_limits: VecDeque<(Limits, LimitsReply)>,
 }
 
 impl Engine {
@@ -55,46 +79,53 @@ impl Engine {
         cancel: CancellationToken,
     ) -> Result<Summary, DistillError> {
         let started = Instant::now();
-        let writer = LessonWriter::open(&self.cfg.output)?;
+        let output = self.cfg.output.clone();
+        let writer = tokio::task::spawn_blocking(move || LessonWriter::open(&output))
+            .await
+            .map_err(|e| DistillError::Persist(e.to_string()))??;
         let n = self.probes.len();
         let settings = Settings {
             mode: self.mode,
-            runs: self.cfg.runs.max(1),
+            runs: self.cfg.runs.clamp(1, MAX_RUNS),
             temperature: self.cfg.sampling.temperature,
             limits: self.backend.memory().limits,
             paused: false,
         };
         let mut candidates = vec![Vec::new(); n];
         let mut queue = VecDeque::new();
-        let mut done = Vec::new();
+        let (mut done, mut undecided) = (Vec::new(), Vec::new());
         for (i, slot) in candidates.iter_mut().enumerate() {
             match self.start.get(i).cloned().unwrap_or(ProbeStart::Fresh) {
                 ProbeStart::Fresh => queue.push_back(Job::Generate(i)),
                 ProbeStart::Review(stored) => {
+                    undecided.push((i, stored.clone()));
                     *slot = stored;
                     queue.push_back(Job::Resume(i));
                 }
                 ProbeStart::Done(decision) => done.push((i, decision)),
             }
         }
+        let mut eng = self;
+        let journal = eng.journal.take();
         let mut run = Run {
             summary: Summary { probes: n, probes_done: done.len(), ..Summary::default() },
-            eng: self,
+            eng,
             events,
             control,
             control_open: true,
             cancel,
-            writer,
+            persist: Some(Persist { journal, writer }),
             settings,
             stop: false,
             queue,
             candidates,
             history: Vec::new(),
             deferred: VecDeque::new(),
+            pending_limits: VecDeque::new(),
         };
         run.emit(EngineEvent::Settings(run.settings)).await;
-        if !done.is_empty() {
-            run.emit(EngineEvent::Resumed { done }).await;
+        if !done.is_empty() || !undecided.is_empty() {
+            run.emit(EngineEvent::Resumed { done, undecided }).await;
         }
         let result = run.main_loop().await;
         run.summary.duration = started.elapsed();
@@ -110,11 +141,31 @@ impl Run {
         let _ = self.events.send(ev).await;
     }
 
+    /// Runs `f` on the store and the lesson file on a blocking thread, so neither an fsync nor
+    /// a SQLite commit ever holds one of the runtime's (two) workers.
+    pub(super) async fn persist<R: Send + 'static>(
+        &mut self,
+        f: impl FnOnce(&mut Persist) -> Result<R, DistillError> + Send + 'static,
+    ) -> Result<R, DistillError> {
+        let mut p = self.persist.take().ok_or_else(|| DistillError::Persist("the store is in use".into()))?;
+        let (p, r) = tokio::task::spawn_blocking(move || {
+            let r = f(&mut p);
+            (p, r)
+        })
+        .await
+        .map_err(|e| DistillError::Persist(format!("the store's thread failed: {e}")))?;
+        self.persist = Some(p);
+        r
+    }
+
     pub(super) async fn main_loop(&mut self) -> Result<(), DistillError> {
         loop {
             self.drain_controls().await?;
             self.check_memory().await;
-            self.wait_while_paused().await?;
+            // A pause holds new generation only: a probe awaiting review can still be decided.
+            if matches!(self.queue.front(), Some(Job::Generate(_) | Job::Resume(_))) {
+                self.wait_while_paused().await?;
+            }
             if self.stop || self.eng_cancelled() {
                 if !self.queue.is_empty() {
                     self.summary.stopped_early = Some(format!("stopped with {} probe(s) left", self.queue.len()));
@@ -151,7 +202,9 @@ impl Run {
                         CurationMode::Review => self.queue.push_front(Job::Review(i)),
                     }
                 }
-                Job::Review(i) => self.review(i).await?,
+                // Whatever the operator did (decided, reopened an earlier probe, stopped), the
+                // queue and `stop` now say what comes next.
+                Job::Review(i) => drop(self.review(i).await?),
             }
         }
     }
@@ -167,17 +220,30 @@ impl Run {
         while let Ok(c) = self.control.try_recv() {
             self.apply(c, None).await?;
         }
+        while let Some((limits, rx)) = self.pending_limits.front_mut() {
+            let answer = match rx.try_recv() {
+                Ok(a) => a,
+                Err(oneshot::error::TryRecvError::Empty) => break,
+                Err(oneshot::error::TryRecvError::Closed) => Err(BackendError::Gone),
+            };
+            let limits = *limits;
+            self.pending_limits.pop_front();
+            self.on_limits_answer(limits, answer).await;
+        }
         Ok(())
     }
 
+    /// Reads the sampler's latest figures (no syscall here: the view's sampler takes them).
     pub(super) async fn check_memory(&mut self) {
-        let m = self.eng.backend.memory();
-        if m.over_limit() && !self.settings.paused {
+        let Some(rx) = &self.eng.memory else { return };
+        let rss = rx.borrow().rss;
+        let limit = self.settings.limits.memory_bytes;
+        if limit > 0 && rss > limit && !self.settings.paused {
             self.settings.paused = true;
             let reason = format!(
                 "process memory {} MiB is over the limit of {} MiB: paused (raise the limit or resume)",
-                m.rss / crate::backend::memory::MIB,
-                m.limits.memory_bytes / crate::backend::memory::MIB,
+                rss / crate::backend::memory::MIB,
+                limit / crate::backend::memory::MIB,
             );
             tracing::warn!("{reason}");
             self.emit(EngineEvent::Paused { reason }).await;
@@ -198,22 +264,38 @@ impl Run {
         Ok(())
     }
 
+    /// The next command; backend answers to limits that arrive meanwhile are reported.
     pub(super) async fn next_control(&mut self) -> Option<Control> {
-        if !self.control_open {
-            return None;
-        }
-        tokio::select! {
-            c = self.control.recv() => {
-                if c.is_none() { self.control_open = false; }
-                c
+        loop {
+            if !self.control_open {
+                return None;
             }
-            () = self.cancel.cancelled() => None,
+            tokio::select! {
+                c = self.control.recv() => {
+                    if c.is_none() { self.control_open = false; }
+                    return c;
+                }
+                () = self.cancel.cancelled() => return None,
+                (limits, answer) = limits_answer(&mut self.pending_limits), if !self.pending_limits.is_empty() => {
+                    self.on_limits_answer(limits, answer).await;
+                }
+            }
+        }
+    }
+
+    pub(super) async fn on_limits_answer(&mut self, limits: Limits, answer: Result<(), BackendError>) {
+        match answer {
+            Ok(()) => self.set(|s| s.limits = limits).await,
+            Err(e) => {
+                tracing::warn!("limits refused by the backend: {e}");
+                self.emit(EngineEvent::LimitsRefused { limits, reason: e.to_string() }).await;
+            }
         }
     }
 
     /// Applies a command. `reviewing` is the probe awaiting review, if any; review decisions
     /// elsewhere are refused.
-    pub(super) async fn apply(&mut self, c: Control, reviewing: Option<usize>) -> Result<Option<Review>, DistillError> {
+    pub(super) async fn apply(&mut self, c: Control, reviewing: Option<usize>) -> Result<Applied, DistillError> {
         match c {
             Control::Pause => self.set(|s| s.paused = true).await,
             Control::Resume => {
@@ -225,11 +307,15 @@ impl Run {
                 if now {
                     self.cancel.cancel();
                 }
+                return Ok(Applied::Stop);
             }
             Control::CancelGeneration => {
                 self.emit(EngineEvent::Refused { reason: "nothing is being generated".into() }).await;
             }
-            Control::SetMode(mode) => self.set(|s| s.mode = mode).await,
+            Control::SetMode(mode) => {
+                self.set(|s| s.mode = mode).await;
+                return Ok(Applied::Mode(mode));
+            }
             Control::SetRuns(runs) if (1..=MAX_RUNS).contains(&runs) => self.set(|s| s.runs = runs).await,
             Control::SetRuns(runs) => {
                 self.emit(EngineEvent::Refused { reason: format!("runs must be 1-{MAX_RUNS}, not {runs}") }).await;
@@ -238,23 +324,36 @@ impl Run {
             Control::SetTemperature(t) => {
                 self.emit(EngineEvent::Refused { reason: format!("temperature must be 0-5, not {t}") }).await;
             }
+            // The views hear of new limits only once the backend has applied them.
             Control::SetLimits(limits) => match self.eng.backend.set_limits(limits) {
-                Ok(()) => self.set(|s| s.limits = limits).await,
-                Err(e) => self.emit(EngineEvent::Refused { reason: format!("limits: {e}") }).await,
+                Ok(reply) => self.pending_limits.push_back((limits, reply)),
+                Err(e) => self.emit(EngineEvent::LimitsRefused { limits, reason: e.to_string() }).await,
             },
-            Control::Review { probe, review } if Some(probe) == reviewing => return Ok(Some(review)),
+            Control::Review { probe, review } if Some(probe) == reviewing => return Ok(Applied::Review(review)),
             Control::Review { probe, .. } => {
                 let id = self.eng.probes.get(probe).map_or("?", |p| p.id.as_str());
                 self.emit(EngineEvent::Refused { reason: format!("{id} is not awaiting review") }).await;
             }
-            Control::Undo => self.undo(reviewing).await?,
+            Control::Undo => {
+                if self.undo(reviewing).await? {
+                    return Ok(Applied::Undid);
+                }
+            }
         }
-        Ok(None)
+        Ok(Applied::Nothing)
     }
 
     pub(super) async fn set(&mut self, f: impl FnOnce(&mut Settings)) {
         f(&mut self.settings);
         self.emit(EngineEvent::Settings(self.settings)).await;
     }
+}
 
+/// The backend's answer to the oldest limits still pending (never resolves when none are).
+pub(super) async fn limits_answer(pending: &mut VecDeque<(Limits, LimitsReply)>) -> (Limits, Result<(), BackendError>) {
+    let Some((limits, rx)) = pending.front_mut() else { return std::future::pending().await };
+    let answer = rx.await.unwrap_or(Err(BackendError::Gone));
+    let limits = *limits;
+    pending.pop_front();
+    (limits, answer)
 }

@@ -25,8 +25,13 @@ pub trait Journal: Send {
     ) -> Result<i64, JournalError>;
     /// The decision's line is now in the lesson file at `range`.
     fn written(&mut self, decision: i64, range: Range<u64>) -> Result<(), JournalError>;
-    /// The decision was taken back (recorded as a new row; nothing is deleted).
-    fn undo(&mut self, decision: i64) -> Result<(), JournalError>;
+    /// The decision is being taken back: recorded (as a new row; nothing is deleted) *before*
+    /// its line at `line` is cut from the lesson file, so a kill in between leaves an intent
+    /// that the next start finishes or rolls back. Returns the undo's id.
+    fn undo(&mut self, decision: i64, line: Option<Range<u64>>) -> Result<i64, JournalError>;
+    /// The undo is complete (`removed`: its line is out of the file, or it had none) or rolled
+    /// back (the line could not be removed; the decision stands).
+    fn undo_finished(&mut self, undo: i64, removed: bool) -> Result<(), JournalError>;
     /// True when this (prompt, response) is already in the lesson file.
     fn is_duplicate(&self, _prompt: &str, _response: &str) -> bool {
         false

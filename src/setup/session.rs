@@ -58,7 +58,12 @@ fn snapshot(p: &Prepared, mode: CurationMode) -> serde_json::Value {
 type Plugged = (Option<Box<dyn Journal>>, Vec<ProbeStart>);
 
 /// The journal and where each probe starts; `(None, [])` with `--no-store`.
-pub(super) fn journal(p: &Prepared, backend: &Arc<dyn Backend>, mode: CurationMode) -> anyhow::Result<Plugged> {
+pub(super) fn journal(
+    p: &Prepared,
+    backend: &Arc<dyn Backend>,
+    mode: CurationMode,
+    say: &mut dyn FnMut(&str),
+) -> anyhow::Result<Plugged> {
     if p.store.is_none() {
         return Ok((None, Vec::new()));
     }
@@ -70,7 +75,26 @@ pub(super) fn journal(p: &Prepared, backend: &Arc<dyn Backend>, mode: CurationMo
         .take()
         .context("the session store was already handed to an engine")?;
     let info = backend.info();
-    let model = store::model_identity(&opened.store, &p.model_name, p.backend.label(), &info.path)?;
+    let mut last = None;
+    let mut progress = |done: u64, total: u64| {
+        // Every 10 %: a line each on stderr (the workbench has not taken the screen yet). A
+        // small file is hashed before anyone could read the line.
+        if total < 256 * crate::backend::memory::MIB {
+            return;
+        }
+        let step = (done.saturating_mul(10)).checked_div(total).unwrap_or(10);
+        if last != Some(step) {
+            last = Some(step);
+            say(&format!("hashing the model weights (sha256, cached afterwards): {}%", step * 10));
+        }
+    };
+    let model = store::model_identity_with_progress(
+        &opened.store,
+        &p.model_name,
+        p.backend.label(),
+        &info.path,
+        &mut progress,
+    )?;
     let mode_name = match mode {
         CurationMode::Auto => "auto",
         CurationMode::Review => "review",

@@ -22,6 +22,18 @@ pub struct ModelIdentity {
 /// Identifies the model at `path`; a path that is not a local file (an HTTP model name) is
 /// recorded as given, without size or digest.
 pub fn model_identity(store: &Store, name: &str, backend: &str, path: &str) -> Result<ModelIdentity, StoreError> {
+    model_identity_with_progress(store, name, backend, path, &mut |_, _| {})
+}
+
+/// [`model_identity`], calling `progress(bytes hashed, size)` while a digest not in the cache
+/// is computed.
+pub fn model_identity_with_progress(
+    store: &Store,
+    name: &str,
+    backend: &str,
+    path: &str,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<ModelIdentity, StoreError> {
     let mut id = ModelIdentity {
         name: name.to_owned(),
         path: path.to_owned(),
@@ -53,7 +65,8 @@ pub fn model_identity(store: &Store, name: &str, backend: &str, path: &str) -> R
     let sha = match cached {
         Some(s) => s,
         None => {
-            let s = crate::models::sha256_file(file).map_err(|e| StoreError::Other(e.to_string()))?;
+            let s = crate::models::sha256_file_with_progress(file, progress)
+                .map_err(|e| StoreError::Other(e.to_string()))?;
             store
                 .conn
                 .execute(

@@ -31,6 +31,8 @@ pub struct SessionJournal {
     /// Kept decisions of this run → their content, for `written` and `undo`.
     kept: HashMap<i64, ContentKey>,
     written: HashSet<i64>,
+    /// Undos under way → the decision each takes back.
+    undos: HashMap<i64, i64>,
     /// What the lesson file holds, by content (dedup).
     index: LessonIndex,
 }
@@ -65,6 +67,7 @@ impl SessionJournal {
             candidates,
             kept: HashMap::new(),
             written: HashSet::new(),
+            undos: HashMap::new(),
             index,
         }
     }
@@ -165,17 +168,42 @@ impl Journal for SessionJournal {
         Ok(())
     }
 
-    fn undo(&mut self, decision: i64) -> Result<(), JournalError> {
+    fn undo(&mut self, decision: i64, line: Option<Range<u64>>) -> Result<i64, JournalError> {
+        let conn = &self.opened.store.conn;
+        let tx = conn.unchecked_transaction().map_err(self.sql())?;
+        tx.execute(
+            "INSERT INTO decisions (probe_row, run_id, kind, decider, undoes)
+             SELECT probe_row, ?1, 'undo', 'operator', id FROM decisions WHERE id = ?2",
+            params![self.run, decision],
+        )
+        .map_err(self.sql())?;
+        let undo = tx.last_insert_rowid();
+        if let Some(range) = line {
+            tx.execute(
+                "INSERT INTO lesson_removals (undo_id, output, start, end) VALUES (?1, ?2, ?3, ?4)",
+                params![undo, self.output.to_string_lossy(), sql_u64(range.start), sql_u64(range.end)],
+            )
+            .map_err(self.sql())?;
+        }
+        tx.commit().map_err(self.sql())?;
+        self.undos.insert(undo, decision);
+        Ok(undo)
+    }
+
+    fn undo_finished(&mut self, undo: i64, removed: bool) -> Result<(), JournalError> {
+        let how = if removed { "removed" } else { "rolled_back" };
         self.opened
             .store
             .conn
             .execute(
-                "INSERT INTO decisions (probe_row, run_id, kind, decider, undoes)
-                 SELECT probe_row, ?1, 'undo', 'operator', id FROM decisions WHERE id = ?2",
-                params![self.run, decision],
+                "INSERT INTO lesson_removal_ends (undo_id, how)
+                 SELECT undo_id, ?2 FROM lesson_removals WHERE undo_id = ?1",
+                params![undo, how],
             )
             .map_err(self.sql())?;
-        if self.written.remove(&decision)
+        if let Some(decision) = self.undos.remove(&undo)
+            && removed
+            && self.written.remove(&decision)
             && let Some(key) = self.kept.get(&decision)
         {
             self.index.remove(key);

@@ -2,6 +2,11 @@
 //! but not written is written, one whose line is already there (a kill after the append, or
 //! the same conversation from another tool) is recorded as found, and a torn line of ours at
 //! the end (a kill mid-write) is cut off first. Lines are matched by content, not bytes.
+//!
+//! Before that, undos a kill interrupted are finished: the intent (recorded before the file
+//! was touched) is completed when its line is still the file's last, recorded as done when
+//! the line is already gone, and rolled back (the decision stands) when the file changed
+//! otherwise.
 
 use rusqlite::params;
 
@@ -115,6 +120,65 @@ pub(super) fn reconcile(
             .map_err(&sql)?;
     }
     Ok(index)
+}
+
+/// Finishes or rolls back the undos of `session` that a kill interrupted. Runs before the
+/// resume plan is made, so every undo either stands or does not by then.
+pub(super) fn finish_undos(opened: &Opened, session: i64, report: &mut ResumeReport) -> Result<(), StoreError> {
+    let store = &opened.store;
+    let sql = store.sql();
+    let mut pending: Vec<(i64, String, u64, u64, String, String)> = Vec::new();
+    {
+        let mut stmt = store
+            .conn
+            .prepare(
+                "SELECT r.undo_id, r.output, r.start, r.end, t.user_text, c.text FROM lesson_removals r
+                 JOIN decisions u ON u.id = r.undo_id JOIN decisions t ON t.id = u.undoes
+                 JOIN candidates c ON c.id = t.candidate_id JOIN probes p ON p.id = u.probe_row
+                 LEFT JOIN lesson_removal_ends e ON e.undo_id = r.undo_id
+                 WHERE e.undo_id IS NULL AND p.session_id = ?1 ORDER BY r.undo_id DESC",
+            )
+            .map_err(&sql)?;
+        let rows = stmt
+            .query_map([session], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)?, r.get::<_, i64>(3)?, r.get(4)?, r.get(5)?))
+            })
+            .map_err(&sql)?;
+        for r in rows {
+            let (id, output, start, end, user, text) = r.map_err(&sql)?;
+            pending.push((id, output, u64::try_from(start).unwrap_or(0), u64::try_from(end).unwrap_or(0), user, text));
+        }
+    }
+    for (id, output, start, end, user, text) in pending {
+        let path = std::path::PathBuf::from(&output);
+        let io = |source| StoreError::Io { path: path.clone(), source };
+        let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        let key = content_key(&user, &text);
+        let ours = len == end && end > start && {
+            let line = read_range(&path, start..end).map_err(io)?;
+            let line = line.strip_prefix(b"\n").unwrap_or(&line);
+            super::lessonfile::line_key(line) == Some(key)
+        };
+        let how = if ours {
+            let file = std::fs::OpenOptions::new().write(true).open(&path).map_err(io)?;
+            file.set_len(start).and_then(|()| file.sync_all()).map_err(io)?;
+            report.undone += 1;
+            "removed"
+        } else if LessonIndex::scan(&path).map_err(io)?.contains(&key) {
+            // The line is there but not where the undo left it: leave the file alone.
+            report.undo_rolled_back += 1;
+            "rolled_back"
+        } else {
+            // Cut before the kill.
+            report.undone += 1;
+            "removed"
+        };
+        store
+            .conn
+            .execute("INSERT INTO lesson_removal_ends (undo_id, how) VALUES (?1, ?2)", params![id, how])
+            .map_err(&sql)?;
+    }
+    Ok(())
 }
 
 fn read_range(path: &std::path::Path, range: std::ops::Range<u64>) -> std::io::Result<Vec<u8>> {

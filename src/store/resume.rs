@@ -69,6 +69,10 @@ pub struct ResumeReport {
     pub missing: usize,
     /// Bytes of a torn line of ours cut off the end of the file.
     pub torn_cut: u64,
+    /// Undos a kill interrupted, finished at start (their lines are out of the file).
+    pub undone: usize,
+    /// Undos a kill interrupted whose line had moved: rolled back, the decision stands.
+    pub undo_rolled_back: usize,
     /// The weights differ from the previous run's.
     pub model_changed: bool,
 }
@@ -108,6 +112,9 @@ impl fmt::Display for ResumeReport {
                 self.to_generate
             )?;
         }
+        if self.undone + self.undo_rolled_back > 0 {
+            write!(f, "; interrupted undo(s): {} finished, {} rolled back", self.undone, self.undo_rolled_back)?;
+        }
         if self.written + self.found + self.missing > 0 || self.torn_cut > 0 {
             write!(
                 f,
@@ -144,7 +151,9 @@ pub(super) fn effective(store: &super::Store, probe_row: i64) -> Result<Option<E
         .conn
         .prepare_cached(
             "SELECT d.id, d.kind, d.decider, d.best, c.run_no, d.undoes, d.candidate_id FROM decisions d
-             LEFT JOIN candidates c ON c.id = d.candidate_id WHERE d.probe_row = ?1 ORDER BY d.id",
+             LEFT JOIN candidates c ON c.id = d.candidate_id
+             LEFT JOIN lesson_removal_ends e ON e.undo_id = d.id
+             WHERE d.probe_row = ?1 AND e.how IS NOT 'rolled_back' ORDER BY d.id",
         )
         .map_err(store.sql())?;
     let rows = stmt
@@ -279,6 +288,7 @@ impl Opened {
             probe_rows.push(row);
         }
 
+        super::reconcile::finish_undos(&self, session, &mut report)?;
         let mut starts = Vec::with_capacity(probes.len());
         let mut known = HashMap::new();
         for (i, &row) in probe_rows.iter().enumerate() {

@@ -128,6 +128,24 @@ CREATE TABLE exports (
     created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
 );
 ",
+    // 2: undo as an intent. An undo of a written line records where the line is *before* the
+    // file is cut; its end says whether the cut happened ('removed') or could not and the
+    // decision stands ('rolled_back'). An undo without an end was interrupted: the next start
+    // finishes or rolls it back.
+    r"
+CREATE TABLE lesson_removals (
+    undo_id    INTEGER PRIMARY KEY REFERENCES decisions (id),
+    output     TEXT NOT NULL,
+    start      INTEGER NOT NULL,
+    end        INTEGER NOT NULL,
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+);
+CREATE TABLE lesson_removal_ends (
+    undo_id    INTEGER PRIMARY KEY REFERENCES lesson_removals (undo_id),
+    how        TEXT NOT NULL CHECK (how IN ('removed', 'rolled_back')),
+    ended_at   TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+);
+",
 ];
 
 /// The schema version this build writes.

@@ -67,7 +67,9 @@ pub fn limits(s: &State, form: &LimitsForm, t: &Theme, f: &mut Frame, area: Rect
             Span::styled(format!(" {:<10}", format!("{}{cursor}", field.value)), value_style),
             Span::styled(format!(" {}", field.hint), t.style(Role::Dim)),
         ]));
-        lines.push(match &field.error {
+        // The backend's refusal of the last limits sent, under the memory limit's field.
+        let refused = if i == 0 { s.limits_refused.as_ref() } else { None };
+        lines.push(match field.error.as_ref().or(refused) {
             Some(e) => Line::styled(
                 format!("    {}", fit(e, usize::from(inner.width).saturating_sub(4))),
                 t.style(Role::Error),

@@ -66,7 +66,8 @@ fn session(db: &Path, dir: &Path, fresh: bool, steps: &[Step]) {
         }
         let id = j.decision(i, &s.probe, &s.decision, &s.candidates).expect("decision");
         if let Some(then) = &s.undo_then {
-            j.undo(id).expect("undo");
+            let undo = j.undo(id, None).expect("undo");
+            j.undo_finished(undo, true).expect("undo finished");
             j.decision(i, &s.probe, then, &s.candidates).expect("decision");
         }
     }

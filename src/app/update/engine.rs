@@ -15,12 +15,25 @@ fn live_mut(s: &mut State, run: u32) -> Option<&mut LiveRun> {
 /// Applies news from the engine.
 pub(super) fn apply(s: &mut State, ev: EngineEvent, at: Duration) {
     match ev {
-        EngineEvent::Settings(settings) => s.settings = settings,
-        EngineEvent::Resumed { done } => {
+        EngineEvent::Settings(settings) => {
+            if settings.limits != s.settings.limits {
+                s.limits_refused = None;
+            }
+            s.settings = settings;
+        }
+        EngineEvent::Resumed { done, undecided } => {
             for (i, d) in done {
                 if let Some(p) = s.probes.get_mut(i) {
                     p.status = status_of(&d, &p.candidates);
                     p.decision = Some(d);
+                }
+            }
+            // Shown as they were before the stop, run numbers (and their gaps) included.
+            for (i, candidates) in undecided {
+                if let Some(p) = s.probes.get_mut(i) {
+                    p.candidates = candidates;
+                    p.status = Status::Queued;
+                    p.decision = None;
                 }
             }
         }
@@ -30,17 +43,20 @@ pub(super) fn apply(s: &mut State, ev: EngineEvent, at: Duration) {
             s.decision_sent = false;
             if s.reviewing == Some(probe) {
                 s.reviewing = None;
+                // The status line no longer says the probe awaits review.
+                let id = s.probes.get(probe).map_or("?", |p| p.id.as_str());
+                let text = format!("{id}: generating {} more candidate(s)", runs.len());
+                note(s, Level::Info, text);
             }
-            let base = s.probes.get(probe).map_or(0, |p| u32::try_from(p.candidates.len()).unwrap_or(0));
-            s.live =
-                (base..base + runs).map(|run| LiveRun { run, text: String::new(), tokens: 0, done: false }).collect();
+            let first = runs.first().copied();
+            s.live = runs.into_iter().map(|run| LiveRun { run, text: String::new(), tokens: 0, done: false }).collect();
             if let Some(p) = s.probes.get_mut(probe) {
                 p.status = Status::Generating;
             }
             s.throughput.request(at);
             if s.auto_select {
                 s.selected = probe;
-                s.cand = s.rows(probe).iter().position(|r| r.run() == base).unwrap_or(0);
+                s.cand = first.and_then(|f| s.rows(probe).iter().position(|r| r.run() == f)).unwrap_or(0);
             }
         }
         EngineEvent::Prefilled { prompt_tokens, elapsed, .. } => {
@@ -89,6 +105,13 @@ pub(super) fn apply(s: &mut State, ev: EngineEvent, at: Duration) {
         EngineEvent::AwaitingReview { probe, candidates, best, gate } => {
             s.info.gate = gate;
             if s.current == Some(probe) {
+                s.current = None;
+                s.live.clear();
+            } else if let Some(other) = s.current.filter(|_| s.live.iter().all(|l| l.done)) {
+                // An undo put this probe before the one just generated, which now waits its turn.
+                if let Some(p) = s.probes.get_mut(other) {
+                    p.status = Status::Queued;
+                }
                 s.current = None;
                 s.live.clear();
             }
@@ -162,6 +185,16 @@ pub(super) fn apply(s: &mut State, ev: EngineEvent, at: Duration) {
         EngineEvent::Refused { reason } => {
             s.decision_sent = false;
             note(s, Level::Warn, reason);
+        }
+        EngineEvent::LimitsRefused { limits, reason } => {
+            let text = format!(
+                "limits refused (memory {} GB, cache {} GB): {reason}",
+                crate::app::form::gb(limits.memory_bytes),
+                crate::app::form::gb(limits.cache_bytes)
+            );
+            // The limits editor shows it too, until limits are applied.
+            s.limits_refused = Some(text.clone());
+            note(s, Level::Error, text);
         }
         EngineEvent::Paused { reason } => note(s, Level::Warn, format!("paused: {reason}")),
         EngineEvent::Unpaused => note(s, Level::Info, "resumed"),

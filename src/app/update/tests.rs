@@ -48,7 +48,7 @@ fn cmd(s: &mut State, c: Command) -> Vec<Effect> {
 /// Probe 0 generated two candidates (45.0 and 60.0) and awaits review.
 fn reviewing() -> State {
     let mut s = state(CurationMode::Review);
-    ev(&mut s, EngineEvent::ProbeStarted { probe: 0, runs: 2 });
+    ev(&mut s, EngineEvent::ProbeStarted { probe: 0, runs: (0..2).collect() });
     let candidates = vec![cand(0, 45.0, "first answer"), cand(1, 60.0, "second, better answer")];
     ev(&mut s, EngineEvent::AwaitingReview { probe: 0, candidates, best: Some(1), gate: 40.0 });
     s
@@ -61,7 +61,7 @@ fn review_fx(probe: usize, review: Review) -> Vec<Effect> {
 #[test]
 fn tokens_stream_into_the_live_candidate_and_the_stream_pane() {
     let mut s = state(CurationMode::Review);
-    ev(&mut s, EngineEvent::ProbeStarted { probe: 0, runs: 2 });
+    ev(&mut s, EngineEvent::ProbeStarted { probe: 0, runs: (0..2).collect() });
     assert_eq!(s.probes[0].status, Status::Generating);
     assert_eq!(s.stream.target, Some((0, 0)));
     for w in ["Paris ", "is ", "the ", "capital."] {
@@ -80,7 +80,7 @@ fn tokens_stream_into_the_live_candidate_and_the_stream_pane() {
 #[test]
 fn the_final_text_replaces_what_was_streamed_when_they_differ() {
     let mut s = state(CurationMode::Auto);
-    ev(&mut s, EngineEvent::ProbeStarted { probe: 0, runs: 1 });
+    ev(&mut s, EngineEvent::ProbeStarted { probe: 0, runs: (0..1).collect() });
     ev(&mut s, EngineEvent::Token { probe: 0, run: 0, text: "partial".into() });
     ev(&mut s, EngineEvent::CandidateDone { probe: 0, candidate: cand(0, 50.0, "the whole answer") });
     assert_eq!(s.stream.text.text(), "the whole answer");
@@ -89,7 +89,7 @@ fn the_final_text_replaces_what_was_streamed_when_they_differ() {
 #[test]
 fn sequential_runs_move_the_stream_to_the_streaming_candidate() {
     let mut s = state(CurationMode::Auto);
-    ev(&mut s, EngineEvent::ProbeStarted { probe: 0, runs: 2 });
+    ev(&mut s, EngineEvent::ProbeStarted { probe: 0, runs: (0..2).collect() });
     ev(&mut s, EngineEvent::Token { probe: 0, run: 0, text: "one".into() });
     ev(&mut s, EngineEvent::CandidateDone { probe: 0, candidate: cand(0, 50.0, "one") });
     ev(&mut s, EngineEvent::Token { probe: 0, run: 1, text: "two".into() });
@@ -101,7 +101,7 @@ fn sequential_runs_move_the_stream_to_the_streaming_candidate() {
 #[test]
 fn restarted_clears_the_stream() {
     let mut s = state(CurationMode::Auto);
-    ev(&mut s, EngineEvent::ProbeStarted { probe: 0, runs: 1 });
+    ev(&mut s, EngineEvent::ProbeStarted { probe: 0, runs: (0..1).collect() });
     ev(&mut s, EngineEvent::Token { probe: 0, run: 0, text: "garbage".into() });
     ev(&mut s, EngineEvent::Restarted { probe: 0, run: 0, reason: "endpoint failed".into() });
     assert_eq!(s.stream.text.text(), "");
@@ -214,7 +214,7 @@ fn pause_resume_cancel_mode() {
     ev(&mut s, EngineEvent::Settings(paused));
     assert_eq!(cmd(&mut s, Command::Pause), vec![Effect::Control(Control::Resume)]);
     assert!(cmd(&mut s, Command::Cancel).is_empty(), "nothing generating");
-    ev(&mut s, EngineEvent::ProbeStarted { probe: 0, runs: 1 });
+    ev(&mut s, EngineEvent::ProbeStarted { probe: 0, runs: (0..1).collect() });
     assert_eq!(cmd(&mut s, Command::Cancel), vec![Effect::Control(Control::CancelGeneration)]);
     assert_eq!(cmd(&mut s, Command::Mode), vec![Effect::Control(Control::SetMode(CurationMode::Auto))]);
 }
@@ -302,7 +302,7 @@ fn navigation_focus_and_paging() {
 #[test]
 fn stream_scrolls_and_follows() {
     let mut s = state(CurationMode::Auto);
-    ev(&mut s, EngineEvent::ProbeStarted { probe: 0, runs: 1 });
+    ev(&mut s, EngineEvent::ProbeStarted { probe: 0, runs: (0..1).collect() });
     for i in 0..60 {
         ev(&mut s, EngineEvent::Token { probe: 0, run: 0, text: format!("line {i}\n") });
     }
@@ -378,7 +378,7 @@ fn quit_confirms_only_while_generating() {
     let mut s = state(CurationMode::Review);
     assert_eq!(cmd(&mut s, Command::Quit), vec![Effect::Quit]);
     let mut s = state(CurationMode::Review);
-    ev(&mut s, EngineEvent::ProbeStarted { probe: 0, runs: 1 });
+    ev(&mut s, EngineEvent::ProbeStarted { probe: 0, runs: (0..1).collect() });
     assert!(cmd(&mut s, Command::Quit).is_empty());
     assert_eq!(s.modal, Some(Modal::ConfirmQuit));
     assert!(cmd(&mut s, Command::Back).is_empty());
@@ -412,7 +412,7 @@ fn engine_news_updates_counts_notes_and_memory() {
         },
     );
     assert_eq!(s.probes[2].status, Status::Failed);
-    ev(&mut s, EngineEvent::Resumed { done: vec![(0, Decision::Rejected)] });
+    ev(&mut s, EngineEvent::Resumed { done: vec![(0, Decision::Rejected)], undecided: vec![] });
     assert_eq!(s.probes[0].status, Status::Rejected);
     ev(&mut s, EngineEvent::Refused { reason: "nothing to undo".into() });
     assert_eq!(s.note.as_ref().map(|n| n.level), Some(Level::Warn));
@@ -434,7 +434,10 @@ fn engine_news_updates_counts_notes_and_memory() {
 #[test]
 fn eta_from_the_pace_so_far() {
     let mut s = state(CurationMode::Auto);
-    update(&mut s, Action::Engine { event: EngineEvent::ProbeStarted { probe: 0, runs: 1 }, at: Duration::ZERO });
+    update(
+        &mut s,
+        Action::Engine { event: EngineEvent::ProbeStarted { probe: 0, runs: (0..1).collect() }, at: Duration::ZERO },
+    );
     let kept =
         EngineEvent::ProbeDecided { probe: 0, decision: Decision::Kept { run: 0, by: Decider::Gate }, best: None };
     update(&mut s, Action::Engine { event: kept, at: Duration::from_secs(10) });
