@@ -355,7 +355,7 @@ async fn undo_a_written_line_then_more() {
     h.send(Control::Undo).await;
     let ev = h.until("P1 undone", |e| matches!(e, EngineEvent::Undone { .. })).await;
     assert_eq!(ev, EngineEvent::Undone { probe: 1, decision: Decision::Kept { run: 0, by: Decider::Operator } });
-    assert_eq!(responses(h.dir.path()), [a0.clone()], "the lesson file lost the undone line");
+    assert_eq!(responses(h.dir.path()), std::slice::from_ref(&a0), "the lesson file lost the undone line");
     assert_eq!(h.decisions(), [d("P0", "kept"), d("P1", "kept"), d("P1", "undo")]);
 
     // More after the undo: one more candidate, numbered after the two it has.
@@ -420,7 +420,7 @@ async fn undo_in_auto_mode() {
     let ev = h.until("P1 decided by the gate", decided(1)).await;
     assert!(matches!(decision_of(&ev), Decision::Kept { by: Decider::Gate, .. }));
     let (summary, seen, dir) = h.finish().await;
-    assert!(seen.iter().any(|e| *e == EngineEvent::Unpaused));
+    assert!(seen.contains(&EngineEvent::Unpaused));
     assert_eq!(summary.kept, 2);
     assert_eq!(responses(dir.path())[0], answer("Why are there tides?", 1));
     assert_eq!(decisions(dir.path()), [d("P0", "kept"), d("P0", "undo"), d("P0", "kept"), d("P1", "kept")]);

@@ -47,7 +47,7 @@ impl Run {
                         Some(Control::CancelGeneration) => { cancelled = true; job.cancel(); }
                         Some(Control::Stop { now: true }) => { self.stop = true; self.cancel.cancel(); }
                         Some(c @ (Control::Review { .. } | Control::Undo)) => self.deferred.push_back(c),
-                        Some(c) => drop(self.apply(c, None).await?),
+                        Some(c) => { self.apply(c, None).await?; }
                     },
                     (limits, answer) = limits_answer(&mut self.pending_limits), if !self.pending_limits.is_empty() => {
                         self.on_limits_answer(limits, answer).await;

@@ -204,7 +204,9 @@ impl Run {
                 }
                 // Whatever the operator did (decided, reopened an earlier probe, stopped), the
                 // queue and `stop` now say what comes next.
-                Job::Review(i) => drop(self.review(i).await?),
+                Job::Review(i) => {
+                    let _outcome = self.review(i).await?;
+                }
             }
         }
     }
