@@ -275,8 +275,11 @@ fn resume_after_undo_and_a_quit_mid_generation() {
     accept(&tmux, "T02_KINDNESS");
     // T03 generates meanwhile; the undo takes back T02 (the last decision) once it may.
     tmux.keys(&["u"]);
-    tmux.wait("T02 undone", 300, |s| s.contains("undone: T02_KINDNESS"));
-    tmux.wait("T02 in review again", 60, |s| s.contains("T02_KINDNESS awaits review"));
+    // ("undone: T02…" is soon replaced on the status line by the review note.)
+    let s = tmux.wait("T02 undone and in review again", 300, |s| {
+        s.contains("T02_KINDNESS awaits review") && s.contains("1/3 probes · kept 1")
+    });
+    assert!(s.contains("· T03_RIVERS"), "T03, generated meanwhile, waits its turn: {s}");
     assert_eq!(std::fs::read_to_string(dir.join("lesson.jsonl")).expect("lesson").lines().count(), 1);
     // More candidates for T02 (runs 3 and 4), and quit while they stream.
     tmux.keys(&["r"]);
