@@ -286,3 +286,15 @@ fn every_bundled_theme_and_no_colour_render() {
     let plain = draw(&r.s, &Theme::default_dark().without_colour(), 80, 24);
     assert!(plain.backend().buffer().content().iter().all(|c| c.fg == ratatui::style::Color::Reset));
 }
+
+/// A refusal of the backend shows under the memory limit's field.
+#[test]
+fn limits_editor_shows_the_backends_refusal() {
+    let (w, h) = SIZES[1];
+    let mut r = Run::review(w, h);
+    r.ev(EngineEvent::LimitsRefused { limits: Limits::from_gb(1, 2), reason: "the allocator says no".into() });
+    r.cmd(Command::Limits);
+    let term = draw(&r.s, &Theme::default_dark(), w, h);
+    let text: String = term.backend().buffer().content().iter().map(|c| c.symbol()).collect();
+    assert!(text.contains("the allocator says no"), "{text}");
+}

@@ -192,8 +192,8 @@ pub(super) fn apply(s: &mut State, ev: EngineEvent, at: Duration) {
                 crate::app::form::gb(limits.memory_bytes),
                 crate::app::form::gb(limits.cache_bytes)
             );
-            // The limits editor shows it too, until limits are applied.
-            s.limits_refused = Some(text.clone());
+            // The limits editor shows why (its line is short), until limits are applied.
+            s.limits_refused = Some(format!("refused: {reason}"));
             note(s, Level::Error, text);
         }
         EngineEvent::Paused { reason } => note(s, Level::Warn, format!("paused: {reason}")),

@@ -453,3 +453,62 @@ fn typing_outside_text_fields_does_nothing() {
     update(&mut s, Action::Backspace);
     assert_eq!(s, before);
 }
+
+#[test]
+fn run_numbers_come_from_the_engine_and_a_resume_shows_the_stored_candidates() {
+    let mut s = state(CurationMode::Review);
+    // Stored runs 1 and 3 (run 2 was lost to a kill): shown as they were, gap included.
+    let stored = vec![cand(0, 45.0, "one"), cand(2, 50.0, "three")];
+    ev(&mut s, EngineEvent::Resumed { done: vec![(1, Decision::Rejected)], undecided: vec![(0, stored.clone())] });
+    assert_eq!(s.probes[0].candidates, stored);
+    assert_eq!(s.probes[0].status, Status::Queued);
+    assert_eq!(s.probes[1].status, Status::Rejected);
+    // The engine fills the gap, then goes past the highest: the views take its numbers.
+    ev(&mut s, EngineEvent::ProbeStarted { probe: 0, runs: vec![1, 3] });
+    assert_eq!(s.rows(0).iter().map(|r| r.run()).collect::<Vec<_>>(), [0, 1, 2, 3]);
+    assert_eq!(s.selected_row().map(|r| r.run()), Some(1), "the first new run is followed");
+    ev(&mut s, EngineEvent::Token { probe: 0, run: 3, text: "x".into() });
+    assert_eq!(s.live.iter().map(|l| (l.run, l.tokens)).collect::<Vec<_>>(), [(1, 0), (3, 1)]);
+}
+
+#[test]
+fn more_candidates_replace_the_awaits_review_note() {
+    let mut s = reviewing();
+    assert!(s.note.as_ref().is_some_and(|n| n.text.contains("awaits review")));
+    assert_eq!(cmd(&mut s, Command::More), review_fx(0, Review::More { n: 2 }));
+    ev(&mut s, EngineEvent::ProbeStarted { probe: 0, runs: vec![2, 3] });
+    let note = s.note.as_ref().map(|n| n.text.clone()).unwrap_or_default();
+    assert!(!note.contains("awaits review"), "{note}");
+    assert!(note.contains("generating 2 more"), "{note}");
+    assert_eq!(s.reviewing, None);
+}
+
+#[test]
+fn a_control_that_cannot_be_sent_is_reported_and_a_decision_can_be_made_again() {
+    let mut s = reviewing();
+    let fx = cmd(&mut s, Command::Skip);
+    assert_eq!(fx, review_fx(0, Review::Skip));
+    assert!(s.decision_sent);
+    let Some(Effect::Control(control)) = fx.into_iter().next() else { unreachable!() };
+    update(&mut s, Action::ControlNotSent { control, why: "the engine is busy; try again".into() });
+    assert!(!s.decision_sent, "the engine never saw it");
+    let note = s.note.clone().expect("a note");
+    assert_eq!(note.level, Level::Error);
+    assert!(note.text.contains("not sent to the engine (the engine is busy; try again)"), "{}", note.text);
+    assert_eq!(cmd(&mut s, Command::Skip), review_fx(0, Review::Skip), "deciding again is possible");
+}
+
+#[test]
+fn refused_limits_show_in_the_limits_editor_until_limits_apply() {
+    let mut s = state(CurationMode::Auto);
+    let asked = Limits::from_gb(1, 2);
+    ev(&mut s, EngineEvent::LimitsRefused { limits: asked, reason: "the allocator says no".into() });
+    assert_eq!(s.settings.limits, Limits::from_gb(8, 16), "the old limits still hold");
+    let refused = s.limits_refused.clone().expect("kept for the editor");
+    assert!(refused.contains("the allocator says no"), "{refused}");
+    assert_eq!(s.note.as_ref().map(|n| n.level), Some(Level::Error));
+    let mut settings = s.settings;
+    settings.limits = Limits::from_gb(4, 8);
+    ev(&mut s, EngineEvent::Settings(settings));
+    assert_eq!(s.limits_refused, None, "applied limits clear it");
+}
