@@ -41,8 +41,8 @@ mod armed {
         }
     }
 
-    /// Announces the point and never returns. Points are reached on blocking threads (the
-    /// store's), never on an async worker.
+    /// Announces the point and never returns. The store's points are reached on its blocking
+    /// thread; `token` freezes an engine worker, which only a test build can do.
     pub fn pause(name: &str) -> ! {
         eprintln!("failpoint {name} reached");
         loop {

@@ -205,7 +205,8 @@ impl Run {
                 // Whatever the operator did (decided, reopened an earlier probe, stopped), the
                 // queue and `stop` now say what comes next.
                 Job::Review(i) => {
-                    let _outcome = self.review(i).await?;
+                    let outcome = self.review(i).await?;
+                    tracing::debug!(probe = %self.eng.probes[i].id, ?outcome, "review ended");
                 }
             }
         }
