@@ -13,6 +13,7 @@ pub mod event;
 pub mod form;
 pub mod keymap;
 pub mod launch;
+pub mod preload;
 pub mod state;
 pub mod throughput;
 pub mod update;
@@ -87,8 +88,19 @@ pub fn initial_state(p: &Prepared, backend: &dyn Backend, opts: &Options) -> Sta
 
 /// Runs the workbench until the operator quits. Returns the engine's summary.
 pub async fn run(prepared: Prepared, backend: Arc<dyn Backend>, opts: Options) -> anyhow::Result<Option<Summary>> {
-    let mut state = initial_state(&prepared, backend.as_ref(), &opts);
+    let state = initial_state(&prepared, backend.as_ref(), &opts);
     let engine = crate::setup::engine(&prepared, Arc::clone(&backend), opts.mode)?;
+    run_engine(state, engine, backend, opts).await
+}
+
+/// Runs the workbench over an engine built elsewhere (`lem-tui review` builds one over an
+/// ingested session) from `state`, until the operator quits.
+pub async fn run_engine(
+    mut state: State,
+    engine: crate::distill::Engine,
+    backend: Arc<dyn Backend>,
+    opts: Options,
+) -> anyhow::Result<Option<Summary>> {
     let (ev_tx, mut ev_rx) = mpsc::channel::<EngineEvent>(1024);
     let (ctl_tx, ctl_rx) = mpsc::channel::<Control>(64);
     let cancel = CancellationToken::new();
