@@ -14,6 +14,7 @@ pub mod form;
 pub mod keymap;
 pub mod launch;
 pub mod preload;
+pub mod sort;
 pub mod state;
 pub mod throughput;
 pub mod update;

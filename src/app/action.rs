@@ -53,6 +53,10 @@ pub enum Command {
     Mode,
     /// Filter the probe list (by id, domain or status).
     Filter,
+    /// Sort the focused list (probes, or the candidate table) by its next column.
+    Sort,
+    /// Reverse the focused list's sort.
+    SortReverse,
     /// Show or hide the key help.
     Help,
     /// Quit (asks first while generating).
@@ -63,7 +67,7 @@ pub enum Command {
 
 impl Command {
     /// Every command, in the order the help overlay lists them.
-    pub const ALL: [Command; 23] = [
+    pub const ALL: [Command; 25] = [
         Command::Up,
         Command::Down,
         Command::PageUp,
@@ -84,6 +88,8 @@ impl Command {
         Command::Limits,
         Command::Mode,
         Command::Filter,
+        Command::Sort,
+        Command::SortReverse,
         Command::Help,
         Command::Quit,
         Command::Confirm,
@@ -112,6 +118,8 @@ impl Command {
             Command::Limits => "limits",
             Command::Mode => "mode",
             Command::Filter => "filter",
+            Command::Sort => "sort",
+            Command::SortReverse => "sort_reverse",
             Command::Help => "help",
             Command::Quit => "quit",
             Command::Confirm => "confirm",
@@ -141,6 +149,8 @@ impl Command {
             Command::Limits => "limits, runs, temperature",
             Command::Mode => "switch auto / review",
             Command::Filter => "filter probes",
+            Command::Sort => "sort by next column",
+            Command::SortReverse => "reverse the sort",
             Command::Help => "this help",
             Command::Quit => "quit",
             Command::Confirm => "yes (in a confirmation)",

@@ -142,6 +142,8 @@ fn defaults() -> BTreeMap<Command, Vec<&'static str>> {
         (C::Limits, vec!["l"]),
         (C::Mode, vec!["m"]),
         (C::Filter, vec!["/"]),
+        (C::Sort, vec!["o"]),
+        (C::SortReverse, vec!["O"]),
         (C::Help, vec!["?", "f1"]),
         (C::Quit, vec!["q", "ctrl-c"]),
         (C::Confirm, vec!["y"]),

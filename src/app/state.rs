@@ -9,6 +9,7 @@ use crate::probes::Probe;
 
 pub use super::form::LimitsForm;
 use super::keymap::Keymap;
+use super::sort::{self, Sorts};
 pub use super::throughput::Throughput;
 use super::wrap::Wrapped;
 
@@ -169,6 +170,8 @@ pub struct State {
     pub focus: Pane,
     pub modal: Option<Modal>,
     pub filter: String,
+    /// The order of the probe list and of the candidate table.
+    pub sorts: Sorts,
     pub settings: Settings,
     /// The probe whose candidates are being generated.
     pub current: Option<usize>,
@@ -212,6 +215,7 @@ impl State {
             focus: Pane::Probes,
             modal: None,
             filter: String::new(),
+            sorts: Sorts::default(),
             settings,
             current: None,
             live: Vec::new(),
@@ -244,8 +248,18 @@ impl State {
         }
     }
 
-    /// Indices of the probes the filter lets through.
+    /// Indices of the probes the filter lets through, in the probe list's sort order.
     pub fn visible(&self) -> Vec<usize> {
+        let mut v = self.filtered();
+        let key = self.sorts.probes.key;
+        self.sorts.probes.apply(&mut v, |&i| {
+            let p = &self.probes[i];
+            sort::probe_value(key, i, p.status, p.best())
+        });
+        v
+    }
+
+    fn filtered(&self) -> Vec<usize> {
         let f = self.filter.trim().to_lowercase();
         (0..self.probes.len())
             .filter(|&i| {
@@ -270,6 +284,12 @@ impl State {
             rows.extend(self.live.iter().filter(|l| !l.done).map(Row::Live));
         }
         rows.sort_by_key(Row::run);
+        let key = self.sorts.candidates.key;
+        // Rows still streaming have no figures yet: they stay at the end.
+        self.sorts.candidates.apply(&mut rows, |r| match r {
+            Row::Done(c) => sort::candidate_value(key, c),
+            Row::Live(_) => None,
+        });
         rows
     }
 

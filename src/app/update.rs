@@ -192,6 +192,7 @@ fn normal(s: &mut State, c: Command, fx: &mut Vec<Effect>) {
             control(s, Control::SetMode(mode), fx);
         }
         Command::Filter => s.modal = Some(Modal::Filter),
+        Command::Sort | Command::SortReverse => sorting::sort(s, c == Command::Sort),
         Command::Help => s.modal = Some(Modal::Help),
         Command::Quit => {
             if s.generating() && !s.engine_gone {
@@ -378,6 +379,7 @@ fn sync_stream(s: &mut State) {
 }
 
 mod engine;
+mod sorting;
 
 #[cfg(test)]
 mod tests;
