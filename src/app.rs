@@ -8,6 +8,8 @@
 //! already written and synced by then) → stop the sampler → restore the terminal.
 
 pub mod action;
+pub mod compare;
+pub mod diff;
 pub mod effect;
 pub mod event;
 pub mod form;

@@ -3,7 +3,9 @@
 //! the review command builds them (preload from the resume plan) and driven through `update`;
 //! screens are insta snapshots at 80x24 and 160x48.
 
+use lem_tui::app::diff::Mark;
 use lem_tui::app::sort::SortKey;
+use lem_tui::app::state::Modal;
 use lem_tui::app::{Action, Command, RunInfo, State, update};
 use lem_tui::backend::{Limits, Metrics};
 use lem_tui::distill::{Candidate, CurationMode, Outcome, ProbeStart};
@@ -37,8 +39,8 @@ fn state(width: u16, height: u16) -> State {
         ProbeStart::Review(vec![cand(0, 31.5, 4.0, 0.30, "A mid answer.")]),
         ProbeStart::Review(vec![cand(0, 58.2, 12.5, 0.10, "The strongest answer of the file, long and varied.")]),
         ProbeStart::Review(vec![
-            cand(0, 44.0, 9.0, 0.20, "The chosen answer, careful and complete."),
-            cand(1, 12.0, -3.0, 0.70, "No."),
+            cand(0, 44.0, 9.0, 0.20, "The chosen answer rotates keys often, so a stolen key opens little."),
+            cand(1, 12.0, -3.0, 0.70, "The rejected answer rotates nothing."),
         ]),
         ProbeStart::Review(vec![cand(0, 20.1, 1.0, 0.55, "Weak.")]),
     ];
@@ -128,5 +130,81 @@ fn sorted_views_snapshots() {
         let mut s = state(w, h);
         cmd(&mut s, Command::Sort);
         insta::assert_snapshot!(format!("review_sorted_by_composite_{w}x{h}"), screen(&s, w, h));
+    }
+}
+
+/// The DPO probe selected, its candidate table focused.
+fn on_dpo_candidates(w: u16, h: u16) -> State {
+    let mut s = state(w, h);
+    cmd(&mut s, Command::Down);
+    cmd(&mut s, Command::Down);
+    cmd(&mut s, Command::NextPane);
+    cmd(&mut s, Command::NextPane);
+    s
+}
+
+#[test]
+fn compare_shows_two_candidates_diffed_word_by_word() {
+    let mut s = on_dpo_candidates(160, 48);
+    cmd(&mut s, Command::Compare);
+    let Some(Modal::Compare(c)) = &s.modal else { panic!("no compare view: {:?}", s.note) };
+    assert_eq!((c.left, c.right), (0, 1));
+    let same: Vec<&str> = c.diff.left.iter().filter(|(_, m)| *m == Mark::Same).map(|(w, _)| w.as_str()).collect();
+    assert_eq!(same, ["The", "answer", "rotates"]);
+    assert_eq!(c.diff.changed(), (9, 2));
+    // Tab looks for another right-hand candidate; there is none, so it stays.
+    cmd(&mut s, Command::NextPane);
+    assert!(matches!(&s.modal, Some(Modal::Compare(c)) if c.right == 1));
+    let text = screen(&s, 160, 48);
+    assert!(
+        text.contains("candidate 1 vs 2") && text.contains("composite 44.0") && text.contains("composite 12.0"),
+        "{text}"
+    );
+    assert!(text.contains("9 words only here") && text.contains("2 words only here"), "{text}");
+    // The words only one side has carry the diff roles.
+    let mut term = Terminal::new(TestBackend::new(160, 48)).expect("terminal");
+    let theme = Theme::default_dark();
+    term.draw(|f| lem_tui::ui::render(&s, &theme, f)).expect("draws");
+    let buf = term.backend().buffer();
+    let style_of = |word: &str| {
+        (0..buf.area.height).find_map(|y| {
+            let row: Vec<String> = (0..buf.area.width).map(|x| buf[(x, y)].symbol().to_owned()).collect();
+            let joined = row.concat();
+            let at = joined.find(word)?;
+            let col = joined[..at].chars().count();
+            Some(buf[(u16::try_from(col).unwrap_or(0), y)].style())
+        })
+    };
+    let removed = theme.style(lem_tui::theme::Role::DiffRemoved);
+    let added = theme.style(lem_tui::theme::Role::DiffAdded);
+    assert_eq!(style_of("chosen").map(|st| st.bg), Some(removed.bg));
+    assert_eq!(style_of("nothing.").map(|st| st.bg), Some(added.bg));
+    assert_ne!(style_of("rotates").map(|st| st.bg), Some(removed.bg));
+    cmd(&mut s, Command::Back);
+    assert!(s.modal.is_none());
+
+    // A probe with one candidate has nothing to compare.
+    let mut one = state(80, 24);
+    cmd(&mut one, Command::NextPane);
+    cmd(&mut one, Command::NextPane);
+    cmd(&mut one, Command::Compare);
+    assert!(one.modal.is_none());
+    assert!(one.note.as_ref().is_some_and(|n| n.text.contains("only one scored candidate")), "{:?}", one.note);
+}
+
+#[test]
+fn compare_snapshots() {
+    for (w, h) in [(80u16, 24u16), (160, 48)] {
+        let mut s = on_dpo_candidates(w, h);
+        cmd(&mut s, Command::Compare);
+        insta::assert_snapshot!(format!("compare_{w}x{h}"), screen(&s, w, h));
+    }
+}
+
+#[test]
+fn every_bundled_theme_styles_the_diff() {
+    for name in ["dark", "light", "high-contrast"] {
+        let t = Theme::bundled(name).expect("bundled theme");
+        assert_ne!(t.style(lem_tui::theme::Role::DiffAdded), t.style(lem_tui::theme::Role::DiffRemoved), "{name}");
     }
 }

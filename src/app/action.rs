@@ -57,6 +57,8 @@ pub enum Command {
     Sort,
     /// Reverse the focused list's sort.
     SortReverse,
+    /// Compare the selected candidate with another of its probe, side by side.
+    Compare,
     /// Show or hide the key help.
     Help,
     /// Quit (asks first while generating).
@@ -67,7 +69,7 @@ pub enum Command {
 
 impl Command {
     /// Every command, in the order the help overlay lists them.
-    pub const ALL: [Command; 25] = [
+    pub const ALL: [Command; 26] = [
         Command::Up,
         Command::Down,
         Command::PageUp,
@@ -90,6 +92,7 @@ impl Command {
         Command::Filter,
         Command::Sort,
         Command::SortReverse,
+        Command::Compare,
         Command::Help,
         Command::Quit,
         Command::Confirm,
@@ -120,6 +123,7 @@ impl Command {
             Command::Filter => "filter",
             Command::Sort => "sort",
             Command::SortReverse => "sort_reverse",
+            Command::Compare => "compare",
             Command::Help => "help",
             Command::Quit => "quit",
             Command::Confirm => "confirm",
@@ -151,6 +155,7 @@ impl Command {
             Command::Filter => "filter probes",
             Command::Sort => "sort by next column",
             Command::SortReverse => "reverse the sort",
+            Command::Compare => "compare two candidates (diff)",
             Command::Help => "this help",
             Command::Quit => "quit",
             Command::Confirm => "yes (in a confirmation)",

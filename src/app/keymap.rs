@@ -144,6 +144,7 @@ fn defaults() -> BTreeMap<Command, Vec<&'static str>> {
         (C::Filter, vec!["/"]),
         (C::Sort, vec![">"]),
         (C::SortReverse, vec!["<"]),
+        (C::Compare, vec!["d"]),
         (C::Help, vec!["?", "f1"]),
         (C::Quit, vec!["q", "ctrl-c"]),
         (C::Confirm, vec!["y"]),

@@ -108,6 +108,8 @@ pub enum Modal {
         score: f64,
         gate: f64,
     },
+    /// Two candidates of a probe side by side, diffed.
+    Compare(Box<super::compare::Compare>),
     /// A candidate's full text and score breakdown.
     Detail {
         probe: usize,
@@ -244,7 +246,7 @@ impl State {
         match &self.modal {
             Some(Modal::Filter | Modal::Limits(_)) => InputContext::Text,
             Some(Modal::ConfirmQuit | Modal::ConfirmAccept { .. }) => InputContext::Confirm,
-            Some(Modal::Help | Modal::Detail { .. }) | None => InputContext::Normal,
+            Some(Modal::Help | Modal::Detail { .. } | Modal::Compare(_)) | None => InputContext::Normal,
         }
     }
 
