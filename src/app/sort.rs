@@ -2,8 +2,6 @@
 //! candidate's figures. Pure: the order is derived from the state on each read (a sort of
 //! 100,000 keys takes a few milliseconds), so nothing has to be kept in step with new data.
 
-use std::cmp::Ordering;
-
 use super::state::Status;
 use crate::distill::{Candidate, Outcome};
 
@@ -93,20 +91,29 @@ impl Sort {
         if self.key == SortKey::Order && !self.descending {
             return;
         }
-        let mut keyed: Vec<(Option<f64>, usize)> = items.iter().enumerate().map(|(i, t)| (value(t), i)).collect();
-        keyed.sort_by(|(a, ai), (b, bi)| {
-            let by_value = match (a, b) {
-                (Some(a), Some(b)) if self.descending => b.total_cmp(a),
-                (Some(a), Some(b)) => a.total_cmp(b),
-                (Some(_), None) => Ordering::Less,
-                (None, Some(_)) => Ordering::Greater,
-                (None, None) => Ordering::Equal,
-            };
-            by_value.then(ai.cmp(bi))
-        });
-        let sorted: Vec<T> = keyed.into_iter().map(|(_, i)| items[i]).collect();
+        // Keys as plain integers (missing values last, then the f64's total order, then the
+        // position), so an unstable sort of 100,000 items stays within a few milliseconds.
+        let mut keyed: Vec<(bool, u64, usize)> = items
+            .iter()
+            .enumerate()
+            .map(|(i, t)| match value(t) {
+                Some(v) => {
+                    let up = ordered(v);
+                    (false, if self.descending { !up } else { up }, i)
+                }
+                None => (true, 0, i),
+            })
+            .collect();
+        keyed.sort_unstable();
+        let sorted: Vec<T> = keyed.into_iter().map(|(_, _, i)| items[i]).collect();
         items.copy_from_slice(&sorted);
     }
+}
+
+/// `f64::total_cmp`'s order as an unsigned integer.
+fn ordered(v: f64) -> u64 {
+    let b = v.to_bits();
+    if b >> 63 == 1 { !b } else { b | (1 << 63) }
 }
 
 fn status_rank(s: Status) -> f64 {
