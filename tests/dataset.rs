@@ -271,7 +271,8 @@ async fn the_engine_reviews_ingested_data_without_a_backend() {
         ingest(&store, dir.path(), &files);
     }
     let open = |gate| {
-        lem_tui::commands::review::open_session(&db, dir.path(), &files, &output, gate, Thresholds::default())
+        let none = std::sync::Arc::new(lem_tui::backend::none::NoBackend);
+        lem_tui::commands::review::open_session(&db, dir.path(), &files, &output, gate, Thresholds::default(), none)
             .expect("session opens")
     };
     let s = open(0.0);

@@ -60,7 +60,7 @@ pub fn review(args: &ReviewArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     };
 
-    let s = open_session(&path, &args.root, &args.files, &output, args.min_score, thresholds)?;
+    let s = open_session(&path, &args.root, &args.files, &output, args.min_score, thresholds, Arc::new(NoBackend))?;
     eprintln!("{}", s.resume);
     let mut state = crate::app::State::new(
         crate::app::RunInfo {
@@ -95,6 +95,7 @@ pub struct ReviewSession {
 }
 
 /// Opens the session of `files` (ingested already) in the store at `store_path` for review.
+/// `backend` answers "more candidates" (`r`): [`NoBackend`] when no model is configured.
 pub fn open_session(
     store_path: &Path,
     root: &Path,
@@ -102,6 +103,7 @@ pub fn open_session(
     output: &Path,
     gate: f64,
     thresholds: Thresholds,
+    backend: Arc<dyn Backend>,
 ) -> anyhow::Result<ReviewSession> {
     let files: Vec<PathBuf> = files.iter().map(|f| crate::store::canonical(f)).collect();
     let store = Store::open(store_path)?;
@@ -115,7 +117,6 @@ pub fn open_session(
     let opened = Opened::open(store_path, &spec.output)?;
     let model = ModelIdentity { name: "dataset".into(), backend: "none".into(), ..ModelIdentity::default() };
     let (journal, starts, resume) = opened.begin(&spec, &probes, &model)?;
-    let backend: Arc<dyn Backend> = Arc::new(NoBackend);
     let cfg = DistillConfig {
         runs: 1,
         min_chars: 0,

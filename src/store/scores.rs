@@ -1,7 +1,7 @@
 //! Scores by scorer: append-only rows naming the scorer and its version. A candidate's columns
 //! keep the score it was stored with (grammar v3, what the gate and exports use); a new scorer,
 //! or a new version of one, adds rows here instead of overwriting anything. A trigger records
-//! every scored candidate's grammar v3 score as it is inserted (schema version 2).
+//! every scored candidate's grammar v3 score as it is inserted (the migration that added `scores`).
 
 use rusqlite::params;
 
