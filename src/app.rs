@@ -8,11 +8,15 @@
 //! already written and synced by then) → stop the sampler → restore the terminal.
 
 pub mod action;
+pub mod compare;
+pub mod diff;
 pub mod effect;
 pub mod event;
 pub mod form;
 pub mod keymap;
 pub mod launch;
+pub mod preload;
+pub mod sort;
 pub mod state;
 pub mod throughput;
 pub mod update;
@@ -91,10 +95,21 @@ pub fn initial_state(p: &Prepared, backend: &dyn Backend, opts: &Options) -> Sta
 pub async fn run(
     prepared: Prepared,
     backend: Arc<dyn Backend>,
-    mut engine: crate::distill::Engine,
+    engine: crate::distill::Engine,
     opts: Options,
 ) -> anyhow::Result<Option<Summary>> {
-    let mut state = initial_state(&prepared, backend.as_ref(), &opts);
+    let state = initial_state(&prepared, backend.as_ref(), &opts);
+    run_engine(state, engine, backend, opts).await
+}
+
+/// Runs the workbench over an engine built elsewhere (`lem-tui review` builds one over an
+/// ingested session) from `state`, until the operator quits.
+pub async fn run_engine(
+    mut state: State,
+    mut engine: crate::distill::Engine,
+    backend: Arc<dyn Backend>,
+    opts: Options,
+) -> anyhow::Result<Option<Summary>> {
     let sampler_cancel = CancellationToken::new();
     let (mut mem_rx, sampler) =
         crate::backend::memory::spawn_sampler(Arc::clone(&backend), MEMORY_SAMPLE, sampler_cancel.clone());

@@ -7,6 +7,7 @@
 
 pub mod memory;
 pub mod mlx;
+pub mod none;
 pub mod openai;
 pub mod sampler;
 pub mod scripted;

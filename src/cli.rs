@@ -4,6 +4,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod review;
+pub use review::ReviewArgs;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "lem-tui",
@@ -33,6 +36,9 @@ pub enum Command {
     Score(ScoreArgs),
     /// Fetch or list the models named by the model configs.
     Models(ModelsArgs),
+    /// Curate an existing dataset: ingest and score JSONL files (lesson, SFT, prompt/completion, DPO)
+    /// into the session store and open the workbench on them.
+    Review(ReviewArgs),
     /// Write the session store's decisions as training data (lesson, SFT, DPO, KTO) with a manifest.
     Export(ExportArgs),
     /// Measure throughput against a peer (llama-cpp-python) on the same GGUF, side by side.

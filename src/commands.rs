@@ -5,6 +5,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
+pub mod review;
+pub use review::review;
+
 use crate::cli::{DistillArgs, ModeArg, ModelsAction, ModelsArgs, ScoreArgs};
 use crate::scorer::{Mode, Scorer, Thresholds};
 use crate::setup;

@@ -29,6 +29,9 @@
 //!   [`app::Action`]s; [`app::update`] is the only state transition and returns
 //!   [`app::Effect`]s (engine controls, quit) for the loop to carry out. [`ui`] draws the state
 //!   purely (no tokio, no I/O) with styles from [`theme`]'s semantic roles.
+//! - [`dataset`] ingests existing data (lesson, SFT chat, prompt/completion, DPO JSONL) into the
+//!   store as a session of scored candidates, so `lem-tui review` curates any dataset with the same
+//!   workbench and exports; it sits beside the engine, over [`store`] and [`scorer`].
 //! - [`store`] is the session store (SQLite). `setup::engine` plugs it into the engine as its
 //!   write-through [`distill::Journal`] with the resume plan (before the async runtime starts:
 //!   it may hash the model); the engine owns it while it runs and reaches it, and the lesson
@@ -55,6 +58,7 @@ pub mod bench;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod dataset;
 pub mod distill;
 pub mod failpoint;
 pub mod headless;

@@ -14,6 +14,7 @@ fn main() -> ExitCode {
         Some(Command::Score(args)) => lem_tui::commands::score(&args),
         Some(Command::Models(args)) => lem_tui::commands::models(&args),
         Some(Command::Export(args)) => lem_tui::commands::export(&args),
+        Some(Command::Review(args)) => lem_tui::commands::review(&args),
         Some(Command::Bench(args)) => lem_tui::commands::bench(&args),
     };
     match result {

@@ -12,6 +12,8 @@
 //!   `lesson_writes` records which decisions reached the lesson file, and where.
 //! - [`Opened::begin`] turns the stored state into the engine's resume plan and reconciles the
 //!   lesson file with it; [`SessionJournal`] is the engine's write-through [`Journal`].
+//! - Scores name their scorer ([`scores`]): append-only rows of (scorer, version), so a future
+//!   scorer adds rows. Ingested datasets (`crate::dataset`) are sessions like any other.
 //! - [`export`] turns decisions into training files (lesson, SFT, DPO, KTO) with a manifest.
 //!
 //! [`Journal`]: crate::distill::Journal
@@ -25,6 +27,7 @@ mod reconcile;
 mod resume;
 mod rows;
 mod schema;
+pub mod scores;
 
 use std::path::{Path, PathBuf};
 

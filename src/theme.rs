@@ -46,6 +46,10 @@ pub enum Role {
     StatusBar,
     Mode,
     Paused,
+    /// Words only the right-hand candidate of a comparison has.
+    DiffAdded,
+    /// Words only the left-hand candidate has.
+    DiffRemoved,
 }
 
 /// Every role with its name in theme files.
@@ -81,6 +85,8 @@ pub const ROLES: &[(Role, &str)] = &[
     (Role::StatusBar, "status_bar"),
     (Role::Mode, "mode"),
     (Role::Paused, "paused"),
+    (Role::DiffAdded, "diff_added"),
+    (Role::DiffRemoved, "diff_removed"),
 ];
 
 /// The themes built into the binary, by name.

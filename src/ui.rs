@@ -3,6 +3,7 @@
 //! the visible rows are drawn.
 
 pub mod candidates;
+pub mod compare;
 pub mod layout;
 pub mod memory;
 pub mod overlays;
@@ -78,6 +79,7 @@ pub fn render(s: &State, t: &Theme, f: &mut Frame) {
             );
         }
         Some(Modal::Detail { probe, run, text, top }) => overlays::detail(s, (*probe, *run), text, *top, t, f, area),
+        Some(Modal::Compare(cmp)) => compare::render(s, cmp, t, f, area),
     }
 }
 

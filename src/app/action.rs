@@ -53,6 +53,12 @@ pub enum Command {
     Mode,
     /// Filter the probe list (by id, domain or status).
     Filter,
+    /// Sort the focused list (probes, or the candidate table) by its next column.
+    Sort,
+    /// Reverse the focused list's sort.
+    SortReverse,
+    /// Compare the selected candidate with another of its probe, side by side.
+    Compare,
     /// Show or hide the key help.
     Help,
     /// Quit (asks first while generating).
@@ -63,7 +69,7 @@ pub enum Command {
 
 impl Command {
     /// Every command, in the order the help overlay lists them.
-    pub const ALL: [Command; 23] = [
+    pub const ALL: [Command; 26] = [
         Command::Up,
         Command::Down,
         Command::PageUp,
@@ -84,6 +90,9 @@ impl Command {
         Command::Limits,
         Command::Mode,
         Command::Filter,
+        Command::Sort,
+        Command::SortReverse,
+        Command::Compare,
         Command::Help,
         Command::Quit,
         Command::Confirm,
@@ -112,6 +121,9 @@ impl Command {
             Command::Limits => "limits",
             Command::Mode => "mode",
             Command::Filter => "filter",
+            Command::Sort => "sort",
+            Command::SortReverse => "sort_reverse",
+            Command::Compare => "compare",
             Command::Help => "help",
             Command::Quit => "quit",
             Command::Confirm => "confirm",
@@ -141,6 +153,9 @@ impl Command {
             Command::Limits => "limits, runs, temperature",
             Command::Mode => "switch auto / review",
             Command::Filter => "filter probes",
+            Command::Sort => "sort by next column",
+            Command::SortReverse => "reverse the sort",
+            Command::Compare => "compare two candidates (diff)",
             Command::Help => "this help",
             Command::Quit => "quit",
             Command::Confirm => "yes (in a confirmation)",

@@ -51,8 +51,13 @@ fn configured_theme(dir: Option<&std::path::Path>) -> Option<String> {
 /// Everything the workbench needs besides the run itself. Fails on a bad theme or keymap, and
 /// when stdout is not a terminal (rather than drawing escape codes into a file or a pipe).
 pub fn options(args: &DistillArgs, notes: &[String]) -> anyhow::Result<Options> {
+    options_with(args.theme.clone(), curation_mode(args)?, notes)
+}
+
+/// [`options`] from the theme flag and curation mode alone (`lem-tui review`).
+pub fn options_with(theme_flag: Option<String>, mode: CurationMode, notes: &[String]) -> anyhow::Result<Options> {
     let dir = theme::config_dir();
-    let name = args.theme.clone().or_else(|| configured_theme(dir.as_deref()));
+    let name = theme_flag.or_else(|| configured_theme(dir.as_deref()));
     let mut theme = Theme::resolve(name.as_deref(), dir.as_deref())?;
     if theme::no_color_requested() {
         theme = theme.without_colour();
@@ -64,7 +69,7 @@ pub fn options(args: &DistillArgs, notes: &[String]) -> anyhow::Result<Options> 
              use `lem-tui distill --headless` for LEM's progress lines"
         );
     }
-    Ok(Options { theme, keymap, mode: curation_mode(args)?, notes: notes.to_vec() })
+    Ok(Options { theme, keymap, mode, notes: notes.to_vec() })
 }
 
 /// What is left on the terminal after the workbench closes.

@@ -9,6 +9,7 @@ use crate::probes::Probe;
 
 pub use super::form::LimitsForm;
 use super::keymap::Keymap;
+use super::sort::{self, Sorts};
 pub use super::throughput::Throughput;
 use super::wrap::Wrapped;
 
@@ -107,6 +108,8 @@ pub enum Modal {
         score: f64,
         gate: f64,
     },
+    /// Two candidates of a probe side by side, diffed.
+    Compare(Box<super::compare::Compare>),
     /// A candidate's full text and score breakdown.
     Detail {
         probe: usize,
@@ -169,6 +172,8 @@ pub struct State {
     pub focus: Pane,
     pub modal: Option<Modal>,
     pub filter: String,
+    /// The order of the probe list and of the candidate table.
+    pub sorts: Sorts,
     pub settings: Settings,
     /// The probe whose candidates are being generated.
     pub current: Option<usize>,
@@ -214,6 +219,7 @@ impl State {
             focus: Pane::Probes,
             modal: None,
             filter: String::new(),
+            sorts: Sorts::default(),
             settings,
             current: None,
             live: Vec::new(),
@@ -243,12 +249,22 @@ impl State {
         match &self.modal {
             Some(Modal::Filter | Modal::Limits(_)) => InputContext::Text,
             Some(Modal::ConfirmQuit | Modal::ConfirmAccept { .. }) => InputContext::Confirm,
-            Some(Modal::Help | Modal::Detail { .. }) | None => InputContext::Normal,
+            Some(Modal::Help | Modal::Detail { .. } | Modal::Compare(_)) | None => InputContext::Normal,
         }
     }
 
-    /// Indices of the probes the filter lets through.
+    /// Indices of the probes the filter lets through, in the probe list's sort order.
     pub fn visible(&self) -> Vec<usize> {
+        let mut v = self.filtered();
+        let key = self.sorts.probes.key;
+        self.sorts.probes.apply(&mut v, |&i| {
+            let p = &self.probes[i];
+            sort::probe_value(key, i, p.status, p.best())
+        });
+        v
+    }
+
+    fn filtered(&self) -> Vec<usize> {
         let f = self.filter.trim().to_lowercase();
         (0..self.probes.len())
             .filter(|&i| {
@@ -273,6 +289,12 @@ impl State {
             rows.extend(self.live.iter().filter(|l| !l.done).map(Row::Live));
         }
         rows.sort_by_key(Row::run);
+        let key = self.sorts.candidates.key;
+        // Rows still streaming have no figures yet: they stay at the end.
+        self.sorts.candidates.apply(&mut rows, |r| match r {
+            Row::Done(c) => sort::candidate_value(key, c),
+            Row::Live(_) => None,
+        });
         rows
     }
 

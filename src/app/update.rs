@@ -143,6 +143,10 @@ fn command(s: &mut State, c: Command, fx: &mut Vec<Effect>) {
                 note(s, Level::Info, "not accepted");
             }
         }
+        Some(Modal::Compare(cmp)) => {
+            let page = usize::from(layout::detail(area(s)).1.height.max(1));
+            s.modal = cmp.key(s, c, page).map(|c| Modal::Compare(Box::new(c)));
+        }
         Some(Modal::Detail { probe, run, text, mut top }) => {
             let page = usize::from(layout::detail(area(s)).1.height.max(1));
             let max = text.rows().saturating_sub(page);
@@ -215,6 +219,11 @@ fn normal(s: &mut State, c: Command, fx: &mut Vec<Effect>) {
             control(s, Control::SetMode(mode), fx);
         }
         Command::Filter => s.modal = Some(Modal::Filter),
+        Command::Sort | Command::SortReverse => sorting::sort(s, c == Command::Sort),
+        Command::Compare => match super::compare::Compare::open(s) {
+            Ok(c) => s.modal = Some(Modal::Compare(Box::new(c))),
+            Err(why) => note(s, Level::Info, why),
+        },
         Command::Help => s.modal = Some(Modal::Help),
         Command::Quit => {
             if s.generating() && !s.engine_gone {
@@ -401,6 +410,7 @@ fn sync_stream(s: &mut State) {
 }
 
 mod engine;
+mod sorting;
 
 #[cfg(test)]
 mod tests;

@@ -146,6 +146,56 @@ CREATE TABLE lesson_removal_ends (
     ended_at   TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
 );
 ",
+    // 3: scores name their scorer and are append-only (a new scorer version adds rows); ingested
+    // datasets and where each of their candidates came from.
+    r"
+CREATE TABLE scores (
+    id           INTEGER PRIMARY KEY,
+    candidate_id INTEGER NOT NULL REFERENCES candidates (id),
+    scorer       TEXT NOT NULL,
+    version      TEXT NOT NULL,
+    composite    REAL,
+    uplift       REAL,
+    echo         REAL,
+    enrichment   REAL,
+    sycophantic  INTEGER,
+    grammar      TEXT,
+    delta        TEXT,
+    created_at   TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+    UNIQUE (candidate_id, scorer, version)
+);
+INSERT INTO scores (candidate_id, scorer, version, composite, uplift, echo, enrichment, sycophantic, created_at)
+    SELECT c.id, 'grammar-v3', r.version, c.composite, c.uplift, c.echo, c.enrichment, c.sycophantic, c.created_at
+    FROM candidates c JOIN runs r ON r.id = c.run_id WHERE c.outcome = 'scored' ORDER BY c.id;
+-- The score a candidate is stored with is grammar v3 as the lem-tui of its run computed it. Its
+-- breakdown stays in the candidate's grammar/delta columns (NULL here: not stored twice).
+CREATE TRIGGER candidates_score AFTER INSERT ON candidates WHEN NEW.outcome = 'scored' BEGIN
+    INSERT OR IGNORE INTO scores (candidate_id, scorer, version, composite, uplift, echo, enrichment, sycophantic)
+    SELECT NEW.id, 'grammar-v3', r.version, NEW.composite, NEW.uplift, NEW.echo, NEW.enrichment, NEW.sycophantic
+    FROM runs r WHERE r.id = NEW.run_id;
+END;
+CREATE TABLE datasets (
+    id          INTEGER PRIMARY KEY,
+    session_id  INTEGER NOT NULL REFERENCES sessions (id),
+    run_id      INTEGER NOT NULL REFERENCES runs (id),
+    path        TEXT NOT NULL,
+    sha256      TEXT NOT NULL,
+    lines       INTEGER NOT NULL,
+    items       INTEGER NOT NULL,
+    duplicates  INTEGER NOT NULL,
+    bad         INTEGER NOT NULL,
+    report      TEXT NOT NULL,
+    ingested_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+);
+CREATE TABLE dataset_items (
+    candidate_id INTEGER PRIMARY KEY REFERENCES candidates (id),
+    dataset_id   INTEGER NOT NULL REFERENCES datasets (id),
+    line         INTEGER NOT NULL,
+    format       TEXT NOT NULL,
+    role         TEXT NOT NULL CHECK (role IN ('answer', 'chosen', 'rejected')),
+    context      TEXT
+);
+",
 ];
 
 /// The schema version this build writes.
@@ -212,4 +262,72 @@ pub(super) fn migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> 
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A store written by a lem-tui of schema version 1 (before scores named their scorer).
+    fn version_one(conn: &Connection) {
+        conn.execute_batch(MIGRATIONS[0]).expect("v1 schema");
+        conn.pragma_update(None, "application_id", APPLICATION_ID).expect("app id");
+        conn.pragma_update(None, "user_version", 1).expect("version");
+        conn.execute_batch(
+            "INSERT INTO sessions (key, root, model, probes, output) VALUES ('k', '/r', 'm', 'p', '/o');
+             INSERT INTO runs (session_id, pid, version, mode, backend, model_name, model_path, sampling, config)
+                 VALUES (1, 1, '0.0.9', 'auto', 'llama.cpp', 'm', 'm.gguf', '{}', '{}');
+             INSERT INTO probes (session_id, probe_id, prompt, source) VALUES (1, 'P1', 'q?', 'p.json');
+             INSERT INTO candidates (probe_row, run_id, run_no, text, text_sha256, outcome, seed, temperature, top_p,
+                 top_k, repeat_penalty, max_tokens, composite, uplift, echo, enrichment, sycophantic, metrics,
+                 prompt_tokens, generated_tokens, decode_tok_s, wall_ms)
+                 VALUES (1, 1, 0, 'an answer', 'h', 'scored', 0, 0.7, 0.9, 40, 1.1, 64, 42.5, 3.0, 0.2, 4.0, 0, '{}',
+                     1, 2, 3.0, 4.0),
+                        (1, 1, 1, '', 'h0', 'too_short', 0, 0.7, 0.9, 40, 1.1, 64, NULL, NULL, NULL, NULL, NULL, '{}',
+                     1, 0, 0.0, 1.0);",
+        )
+        .expect("v1 rows");
+    }
+
+    #[test]
+    fn an_old_store_migrates_with_its_scores_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("old.sqlite3");
+        let conn = Connection::open(&path).expect("open");
+        version_one(&conn);
+        migrate(&conn, &path).expect("migrates");
+        assert_eq!(versions(&conn, &path).expect("versions").1, SCHEMA_VERSION);
+        let rows: Vec<(i64, String, String, f64)> = conn
+            .prepare("SELECT candidate_id, scorer, version, composite FROM scores ORDER BY id")
+            .expect("prepare")
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        // The scored candidate's score, named for the version that computed it; no row for the
+        // candidate that was never scored.
+        assert_eq!(rows, vec![(1, "grammar-v3".into(), "0.0.9".into(), 42.5)]);
+
+        // Candidates stored from now on get their score row as they are inserted, and a second
+        // scorer (or version) adds a row beside it.
+        conn.execute(
+            "INSERT INTO candidates (probe_row, run_id, run_no, text, text_sha256, outcome, seed, temperature, top_p,
+                 top_k, repeat_penalty, max_tokens, composite, metrics, prompt_tokens, generated_tokens,
+                 decode_tok_s, wall_ms)
+                 VALUES (1, 1, 2, 'another', 'h2', 'scored', 0, 0.7, 0.9, 40, 1.1, 64, 50.0, '{}', 1, 2, 3.0, 4.0)",
+            [],
+        )
+        .expect("insert");
+        conn.execute(
+            "INSERT INTO scores (candidate_id, scorer, version, composite) VALUES (3, 'grammar-v4', '0.2.0', 51.0)",
+            [],
+        )
+        .expect("a future scorer");
+        let n: i64 = conn.query_row("SELECT count(*) FROM scores WHERE candidate_id = 3", [], |r| r.get(0)).expect("n");
+        assert_eq!(n, 2);
+        // Migrating again is a no-op.
+        migrate(&conn, &path).expect("again");
+        let n: i64 = conn.query_row("SELECT count(*) FROM scores", [], |r| r.get(0)).expect("n");
+        assert_eq!(n, 3);
+    }
 }

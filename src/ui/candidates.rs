@@ -90,7 +90,10 @@ fn width(col: Col) -> usize {
 pub fn render(s: &State, t: &Theme, f: &mut Frame, area: Rect) {
     let rows = s.rows(s.selected);
     let id = s.probes.get(s.selected).map_or("", |p| p.id.as_str());
-    let title = format!("Candidates · {id} · gate {:.1}", s.info.gate);
+    let mut title = format!("Candidates · {id} · gate {:.1}", s.info.gate);
+    if let Some(sort) = s.sorts.candidates.label() {
+        title.push_str(&format!(" · {sort}"));
+    }
     let b = block(&title, focused(s, Pane::Candidates), t);
     let inner = b.inner(area);
     f.render_widget(b, area);

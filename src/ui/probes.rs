@@ -34,11 +34,14 @@ fn glyph(st: Status) -> &'static str {
 
 pub fn render(s: &State, t: &Theme, f: &mut Frame, area: Rect) {
     let visible = s.visible();
-    let title = if s.filter.is_empty() {
+    let mut title = if s.filter.is_empty() {
         format!("Probes {}", s.probes.len())
     } else {
         format!("Probes {}/{} /{}", visible.len(), s.probes.len(), s.filter)
     };
+    if let Some(sort) = s.sorts.probes.label() {
+        title.push_str(&format!(" · {sort}"));
+    }
     let b = block(&title, focused(s, Pane::Probes), t);
     let inner = b.inner(area);
     f.render_widget(b, area);

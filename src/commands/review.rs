@@ -1,0 +1,142 @@
+//! `lem-tui review`: ingest datasets into the session store, then curate them in the workbench.
+//!
+//! The ingested data is a session like a distill run's: the same engine (review mode, every
+//! probe resumed from its stored candidates) drives the same workbench, with a backend that
+//! cannot generate ([`NoBackend`]), and decisions append to the session's lesson file.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::backend::none::NoBackend;
+use crate::backend::{Backend, Sampling};
+use crate::cli::ReviewArgs;
+use crate::dataset::{self, Options, Sandwich};
+use crate::distill::{CurationMode, DistillConfig, Engine};
+use crate::scorer::{Mode, Scorer, Thresholds};
+use crate::store::{ModelIdentity, Opened, ResumeReport, Store};
+
+fn read_trimmed(path: &std::path::Path, what: &str) -> anyhow::Result<String> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read the {what} file {}", path.display()))?;
+    Ok(text.trim().to_owned())
+}
+
+pub fn review(args: &ReviewArgs) -> anyhow::Result<ExitCode> {
+    let sandwich = match &args.kernel {
+        Some(k) => Some(Sandwich {
+            kernel: Some(read_trimmed(k, "--kernel")?),
+            signature: args.signature.as_deref().map(|s| read_trimmed(s, "--signature")).transpose()?,
+        }),
+        None => None,
+    };
+    // The workbench's own checks (a terminal, theme, keymap) fail before anything is ingested.
+    let workbench = if args.ingest_only {
+        None
+    } else {
+        Some(crate::app::launch::options_with(args.theme.clone(), CurationMode::Review, &[])?)
+    };
+    let output = args.output.clone().unwrap_or_else(|| dataset::default_output(&args.files));
+    let path = crate::store::store_path(&args.root, args.store.as_deref());
+    let store = Store::open(&path)?;
+    let thresholds = Thresholds { echo: args.echo_threshold, uplift: args.uplift_threshold };
+    let opts = Options { root: args.root.clone(), output: output.clone(), sandwich, thresholds, threads: args.threads };
+    let report = dataset::ingest(&store, &args.files, &opts)?;
+    drop(store);
+    eprintln!("{report}");
+    if let Some(p) = &args.report {
+        std::fs::write(p, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", p.display()))?;
+    }
+    let Some(workbench) = workbench else {
+        eprintln!(
+            "decisions on this data append to {}; `lem-tui export FORMAT --store {} --session {}` writes training files",
+            output.display(),
+            path.display(),
+            report.session
+        );
+        return Ok(ExitCode::SUCCESS);
+    };
+
+    let s = open_session(&path, &args.root, &args.files, &output, args.min_score, thresholds, Arc::new(NoBackend))?;
+    eprintln!("{}", s.resume);
+    let mut state = crate::app::State::new(
+        crate::app::RunInfo {
+            backend: "none".into(),
+            model: "dataset".into(),
+            output: s.output.display().to_string(),
+            gate: args.min_score,
+        },
+        &s.engine.probes,
+        crate::app::State::initial_settings(CurationMode::Review, 1, 0.0, s.backend.memory().limits),
+    );
+    state.keymap = workbench.keymap.clone();
+    crate::app::preload::preload(&mut state, &s.engine.start);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let summary = runtime.block_on(crate::app::run_engine(state, s.engine, s.backend, workbench))?;
+    crate::app::launch::print_summary(summary.as_ref(), &s.output);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// An ingested session ready to curate: the engine in review mode over its probes, each resumed
+/// from its stored candidates.
+pub struct ReviewSession {
+    pub engine: Engine,
+    pub backend: Arc<dyn Backend>,
+    pub resume: ResumeReport,
+    /// The lesson file decisions append to.
+    pub output: PathBuf,
+}
+
+/// Opens the session of `files` (ingested already) in the store at `store_path` for review.
+/// `backend` answers "more candidates" (`r`): [`NoBackend`] when no model is configured.
+pub fn open_session(
+    store_path: &Path,
+    root: &Path,
+    files: &[PathBuf],
+    output: &Path,
+    gate: f64,
+    thresholds: Thresholds,
+    backend: Arc<dyn Backend>,
+) -> anyhow::Result<ReviewSession> {
+    let files: Vec<PathBuf> = files.iter().map(|f| crate::store::canonical(f)).collect();
+    let store = Store::open(store_path)?;
+    let spec = dataset::review_spec(&store, root, &files, output)?;
+    let session: i64 = store
+        .conn()
+        .query_row("SELECT id FROM sessions WHERE key = ?1 ORDER BY id DESC LIMIT 1", [spec.key()], |r| r.get(0))
+        .with_context(|| format!("no ingested session for {} in {}", spec.probes, store_path.display()))?;
+    let probes = dataset::dataset_probes(&store, session)?;
+    drop(store);
+    let opened = Opened::open(store_path, &spec.output)?;
+    let model = ModelIdentity { name: "dataset".into(), backend: "none".into(), ..ModelIdentity::default() };
+    let (journal, starts, resume) = opened.begin(&spec, &probes, &model)?;
+    let cfg = DistillConfig {
+        runs: 1,
+        min_chars: 0,
+        min_score: gate,
+        thresholds,
+        sampling: Sampling::default(),
+        kernel: spec.kernel.clone(),
+        signature: spec.signature.clone(),
+        sequential: false,
+        output: spec.output.clone(),
+    };
+    let engine = Engine {
+        cfg,
+        backend: Arc::clone(&backend),
+        scorer: Arc::new(Scorer::new(Mode::Cold)),
+        probes,
+        mode: CurationMode::Review,
+        journal: Some(Box::new(journal)),
+        start: starts,
+        memory: None,
+    };
+    Ok(ReviewSession { engine, backend, resume, output: spec.output })
+}

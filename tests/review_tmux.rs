@@ -1,0 +1,199 @@
+//! `lem-tui review` in a real terminal: tmux runs the binary on a lesson file with two answers
+//! to one prompt, a duplicate line and a malformed line. The test sorts by composite, compares
+//! the two answers, accepts the best, rejects and skips the others, quits, then exports SFT and
+//! DPO and checks them line by line and in `datasets` / TRL's DPO columns.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use lem_tui::config::sandwich;
+use lem_tui::lesson::{TrainingExample, training_line};
+
+const KERNEL: &str = "You are guided by the axioms.";
+const P0: &str = "Why should keys be rotated?";
+const A0: &str = "Rotating keys limits what a stolen key can open, because each key protects only a short \
+window of traffic; old keys are retired and their secrets stop mattering.";
+const A0_WEAK: &str = "Keys are keys.";
+const P1: &str = "Explain a mesh network.";
+const A1: &str = "Every device relays messages for its neighbours, so the network routes around gaps.";
+const P2: &str = "What is forgiveness?";
+const A2: &str = "Letting go of a debt that is owed.";
+
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn cmd(&self, args: &[&str]) -> std::process::Output {
+        Command::new("tmux").arg("-L").arg(&self.socket).args(args).output().expect("tmux runs")
+    }
+
+    fn screen(&self) -> String {
+        String::from_utf8_lossy(&self.cmd(&["capture-pane", "-p", "-t", "lem"]).stdout).into_owned()
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        for k in keys {
+            let out = self.cmd(&["send-keys", "-t", "lem", k]);
+            assert!(out.status.success(), "send-keys {k}: {}", String::from_utf8_lossy(&out.stderr));
+            std::thread::sleep(Duration::from_millis(60));
+        }
+    }
+
+    fn wait(&self, what: &str, secs: u64, pred: impl Fn(&str) -> bool) -> String {
+        let until = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let s = self.screen();
+            if pred(&s) {
+                return s;
+            }
+            assert!(Instant::now() < until, "timed out waiting for {what}; the screen:\n{s}");
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd(&["kill-server"]);
+    }
+}
+
+fn quote(p: &Path) -> String {
+    format!("'{}'", p.display().to_string().replace('\'', r"'\''"))
+}
+
+/// The probe list's ids, top to bottom: rows that start with a border and a status glyph.
+fn probe_list(screen: &str) -> Vec<String> {
+    screen
+        .lines()
+        .filter_map(|l| {
+            let mut t = l.split_whitespace();
+            let (lead, id) = (t.next()?, t.next()?);
+            (lead.chars().count() == 2 && id.starts_with("lesson.jsonl:")).then(|| id.to_owned())
+        })
+        .collect()
+}
+
+fn line(p: &str, a: &str) -> String {
+    training_line(&TrainingExample::user_assistant(sandwich(Some(KERNEL), None, p), a))
+}
+
+fn export(store: &Path, format: &str, out: &Path) {
+    let o = Command::new(env!("CARGO_BIN_EXE_lem-tui"))
+        .args(["export", format, "--store"])
+        .arg(store)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .expect("export runs");
+    assert!(o.status.success(), "export {format}: {}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn review_a_lesson_file_in_a_real_terminal_and_export_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let data = d.join("lesson.jsonl");
+    let mut text = String::new();
+    text.push_str(&line(P0, A0)); // 1
+    text.push_str(&line(P0, A0_WEAK)); // 2: a second answer to the same prompt
+    text.push_str(&line(P1, A1)); // 3
+    text.push_str(&line(P0, A0)); // 4: duplicate of 1
+    text.push_str("{\"messages\": [\n"); // 5: malformed
+    text.push_str(&line(P2, A2)); // 6
+    std::fs::write(&data, text).expect("write data");
+    let store = d.join("store.db");
+    let config = d.join("config");
+    std::fs::create_dir_all(&config).expect("config dir");
+    let script = d.join("run.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "cd {root}\nexport LEM_TUI_CONFIG_DIR={config} LEM_TUI_LOG={log} TERM=xterm-256color\n\
+             {bin} review lesson.jsonl --store {store}\necho LEMTUI-EXIT=$?\nsleep 120\n",
+            root = quote(d),
+            config = quote(&config),
+            log = quote(&d.join("lem-tui.log")),
+            bin = quote(Path::new(env!("CARGO_BIN_EXE_lem-tui"))),
+            store = quote(&store),
+        ),
+    )
+    .expect("script");
+    let tmux = Tmux { socket: format!("lem-tui-review-{}", std::process::id()) };
+    let arg = format!("sh {}", quote(&script));
+    let out = tmux.cmd(&["new-session", "-d", "-s", "lem", "-x", "120", "-y", "32", &arg]);
+    assert!(out.status.success(), "tmux new-session: {}", String::from_utf8_lossy(&out.stderr));
+
+    let s = tmux.wait("the first prompt to await review", 60, |s| s.contains("lesson.jsonl:1 awaits review"));
+    assert!(s.contains("Probes 3"), "three prompts (the duplicate and the bad line left out):\n{s}");
+    // Sort the probe list by composite: P1's long answer heads it.
+    tmux.keys(&[">"]);
+    let s = tmux.wait("the sorted list", 10, |s| s.contains("composite ↓"));
+    let scorer = lem_tui::scorer::Scorer::new(lem_tui::scorer::Mode::Cold);
+    let g = |a: &str| scorer.score(a).composite;
+    let mut expected =
+        [("lesson.jsonl:1", g(A0).max(g(A0_WEAK))), ("lesson.jsonl:3", g(A1)), ("lesson.jsonl:6", g(A2))];
+    expected.sort_by(|a, b| b.1.total_cmp(&a.1));
+    assert_eq!(probe_list(&s), expected.map(|e| e.0), "sorted by composite:\n{s}");
+    // Compare the two answers to P0 (the probe under review), then accept the best.
+    tmux.keys(&["Tab", "Tab", "d"]);
+    let s = tmux.wait("the compare view", 10, |s| s.contains("candidate 1 vs 2"));
+    assert!(s.contains("words only here"), "{s}");
+    tmux.keys(&["Escape", "a"]);
+    let s = tmux.wait("P0 kept", 20, |s| s.contains("kept 1 ·"));
+    assert!(s.contains("✓ lesson.jsonl:1"), "{s}");
+    tmux.wait("P1 to await review", 20, |s| s.contains("lesson.jsonl:3 awaits review"));
+    tmux.keys(&["x"]);
+    tmux.wait("P2 to await review", 20, |s| s.contains("lesson.jsonl:6 awaits review"));
+    tmux.keys(&["s"]);
+    tmux.wait("every prompt decided", 20, |s| s.contains("all 3 probes decided"));
+    tmux.keys(&["q"]);
+    let s = tmux.wait("the process to exit", 60, |s| s.contains("LEMTUI-EXIT="));
+    assert!(s.contains("LEMTUI-EXIT=0"), "{s}");
+    // The ingest summary stays on the terminal: the bad and the duplicate line, named.
+    assert!(s.contains("lesson.jsonl:5: not JSON"), "{s}");
+    assert!(s.contains("lesson.jsonl:4: duplicate of lesson.jsonl:1"), "{s}");
+
+    // The accepted answer went to the lesson file exactly as the ingested line was.
+    let reviewed = std::fs::read_to_string(d.join("lesson.reviewed.jsonl")).expect("reviewed lesson");
+    assert_eq!(reviewed, line(P0, A0));
+
+    let sft = d.join("sft.jsonl");
+    let dpo = d.join("dpo.jsonl");
+    export(&store, "sft", &sft);
+    export(&store, "dpo", &dpo);
+    let sft_lines: Vec<serde_json::Value> = std::fs::read_to_string(&sft)
+        .expect("sft")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(
+        sft_lines,
+        [serde_json::json!({"messages": [
+        {"role": "user", "content": P0}, {"role": "assistant", "content": A0}]})]
+    );
+    let dpo_lines: Vec<serde_json::Value> = std::fs::read_to_string(&dpo)
+        .expect("dpo")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
+    assert_eq!(dpo_lines, [serde_json::json!({"prompt": P0, "chosen": A0, "rejected": A0_WEAK})]);
+
+    let check = r#"
+import sys
+from datasets import load_dataset
+from trl.data_utils import is_conversational, maybe_extract_prompt
+sft = load_dataset("json", data_files=sys.argv[1], split="train")
+assert sft.column_names == ["messages"] and len(sft) == 1, sft
+dpo = load_dataset("json", data_files=sys.argv[2], split="train")
+assert dpo.column_names == ["prompt", "chosen", "rejected"] and len(dpo) == 1, dpo.column_names
+row = dpo[0]
+assert not is_conversational(row) and maybe_extract_prompt(row)["prompt"] == row["prompt"]
+print("consumers ok")
+"#;
+    let o = Command::new("python3").args(["-c", check]).arg(&sft).arg(&dpo).output().expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("consumers ok"), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
+}
