@@ -147,6 +147,10 @@ pub struct DistillArgs {
     /// Requests in flight per endpoint (default: ai.yaml's api.concurrency, else 4).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub concurrency: Option<u32>,
+    /// How long to wait for an endpoint to come back while none is up before stopping the run
+    /// (exit code 75; the same command resumes it). Default: ai.yaml's api.endpoint_wait, else 90.
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u32).range(1..=86_400))]
+    pub endpoint_wait: Option<u32>,
     /// Session store (SQLite; default: one per project root in the XDG data dir).
     #[arg(long, value_name = "FILE", env = "LEM_TUI_STORE")]
     pub store: Option<PathBuf>,
@@ -285,6 +289,7 @@ pub fn normalise_go_flags(args: impl IntoIterator<Item = String>) -> Vec<String>
         "endpoint",
         "api-model",
         "concurrency",
+        "endpoint-wait",
         "store",
         "fresh",
         "no-store",

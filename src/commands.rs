@@ -9,6 +9,22 @@ use crate::cli::{DistillArgs, ModeArg, ModelsAction, ModelsArgs, ScoreArgs};
 use crate::scorer::{Mode, Scorer, Thresholds};
 use crate::setup;
 
+/// Exit codes (the README lists them): 0 done; 1 an error; 2 `score` skipped malformed lines;
+/// 130 a run stopped before its end (a quit or Ctrl-C; the same command resumes it);
+/// [`EXIT_UNAVAILABLE`] no endpoint came back.
+pub const EXIT_STOPPED: u8 = 130;
+/// No endpoint came back within `--endpoint-wait`: the run stopped with the probe in progress
+/// undecided, and the same command resumes it (sysexits' EX_TEMPFAIL: try again later).
+pub const EXIT_UNAVAILABLE: u8 = 75;
+
+/// The exit code for an error that ended a command.
+pub fn exit_code(e: &anyhow::Error) -> ExitCode {
+    match e.downcast_ref::<crate::distill::DistillError>() {
+        Some(crate::distill::DistillError::Unavailable(_)) => ExitCode::from(EXIT_UNAVAILABLE),
+        _ => ExitCode::FAILURE,
+    }
+}
+
 pub fn distill(args: &DistillArgs) -> anyhow::Result<ExitCode> {
     let prepared = setup::prepare(args)?;
     for note in &prepared.notes {
@@ -46,10 +62,10 @@ pub fn distill(args: &DistillArgs) -> anyhow::Result<ExitCode> {
         let summary = runtime.block_on(crate::app::run(prepared, backend, opts))?;
         crate::app::launch::print_summary(summary.as_ref(), &output);
         let early = summary.is_none_or(|s| s.stopped_early.is_some());
-        return Ok(if early { ExitCode::from(130) } else { ExitCode::SUCCESS });
+        return Ok(if early { ExitCode::from(EXIT_STOPPED) } else { ExitCode::SUCCESS });
     }
     let summary = runtime.block_on(crate::headless::run(prepared, backend))?;
-    Ok(if summary.stopped_early.is_some() { ExitCode::from(130) } else { ExitCode::SUCCESS })
+    Ok(if summary.stopped_early.is_some() { ExitCode::from(EXIT_STOPPED) } else { ExitCode::SUCCESS })
 }
 
 #[derive(serde::Deserialize)]

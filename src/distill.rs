@@ -273,6 +273,10 @@ pub enum DistillError {
     Lesson(#[from] crate::lesson::LessonError),
     #[error("session store: {0}")]
     Journal(#[from] JournalError),
+    /// The backend's endpoints stayed down past its wait ([`JobEvent::Unavailable`]): the run
+    /// stopped with the probe in progress undecided, so the same command resumes it.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// Capacity of the token channel between a backend and the engine: small, so a slow consumer
@@ -765,6 +769,7 @@ impl Run {
                 self.emit(EngineEvent::Restarted { probe: i, run: run0 + candidate, reason }).await;
                 return Ok(());
             }
+            JobEvent::Unavailable { error } => return Err(DistillError::Unavailable(error)),
             JobEvent::Done { candidate, text, finish, metrics } => {
                 let outcome =
                     if finish == FinishReason::Cancelled { Outcome::Cancelled } else { self.score(prompt, &text) };

@@ -84,6 +84,7 @@ pub async fn run(prepared: Prepared, backend: Arc<dyn Backend>) -> anyhow::Resul
         }
     });
 
+    let mut last = None;
     let mut pending: Vec<Option<Candidate>> = Vec::new();
     let mut next_run = 0usize;
     let mut tokens = 0u64;
@@ -150,15 +151,29 @@ pub async fn run(prepared: Prepared, backend: Arc<dyn Backend>) -> anyhow::Resul
             | EngineEvent::Settings(_)
             | EngineEvent::Unpaused
             | EngineEvent::Prefilled { .. } => {}
-            EngineEvent::Finished(_) => break,
+            EngineEvent::Finished(s) => {
+                last = Some(s);
+                break;
+            }
         }
     }
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
     signals.abort();
-    let summary = task.await??;
+    let result = task.await?;
     tracing::info!(tokens, "token events");
+    // A run the engine ended with an error still reports what it did and each endpoint's state
+    // (the error itself is the caller's to print).
+    let summary = match (result, last) {
+        (Ok(s), _) => s,
+        (Err(e), Some(s)) => {
+            print_summary(&prepared, &s);
+            print_endpoints(&remote.endpoints());
+            return Err(e.into());
+        }
+        (Err(e), None) => return Err(e.into()),
+    };
     print_summary(&prepared, &summary);
     print_endpoints(&remote.endpoints());
     Ok(summary)

@@ -21,7 +21,7 @@ fn main() -> ExitCode {
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            lem_tui::commands::exit_code(&e)
         }
     }
 }

@@ -3,7 +3,9 @@
 
 mod common;
 
+use common::OutputWithin;
 use std::process::Command;
+use std::time::Duration;
 
 const PROBES: &str = r#"[
   {"id": "T01_CAPITAL", "domain": "Geography", "prompt": "What is the capital of France, and why did it become the capital?"},
@@ -19,13 +21,13 @@ fn lem_tui(root: &std::path::Path) -> Command {
 
 #[test]
 fn headless_distill_writes_a_lem_lesson_file() {
+    let _deadline = common::deadline(Duration::from_secs(900));
     common::model_path("smollm2/135m");
     let root = common::scratch_root(PROBES);
     let out = lem_tui(root.path())
         .args(["distill", "--headless", "--probes", "probes.json", "--runs", "2", "--max-tokens", "64", "--seed", "42"])
         .args(["--min-score", "1", "--threads", "2"])
-        .output()
-        .expect("runs");
+        .output_within(Duration::from_secs(600));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "exit {:?}\n{stderr}", out.status);
     assert!(stderr.contains("loaded 3 probes"), "{stderr}");
@@ -69,8 +71,7 @@ fn headless_distill_writes_a_lem_lesson_file() {
     let again = lem_tui(root.path())
         .args(["distill", "--headless", "--probes", "probes.json", "--runs", "1", "--max-tokens", "48"])
         .args(["--min-score", "1", "--seed", "1"])
-        .output()
-        .expect("runs");
+        .output_within(Duration::from_secs(600));
     assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
     let after = std::fs::read_to_string(&lesson).expect("still there");
     assert!(after.starts_with(&text), "earlier lines untouched");
@@ -86,11 +87,11 @@ fn id_index(id: &str) -> usize {
 
 #[test]
 fn dry_run_prints_lems_plan_and_loads_no_model() {
+    let _deadline = common::deadline(Duration::from_secs(900));
     let root = common::scratch_root(PROBES);
     let out = lem_tui(root.path())
         .args(["distill", "--dry-run", "--probes", "probes.json", "--model", "gemma3/270m", "--mem-limit", "4"])
-        .output()
-        .expect("runs");
+        .output_within(Duration::from_secs(600));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let expected = "\
@@ -113,11 +114,11 @@ Output:   training/lem/model/gemma3/270m/lesson-0.jsonl
 
 #[test]
 fn lem_style_single_dash_flags_work() {
+    let _deadline = common::deadline(Duration::from_secs(900));
     let root = common::scratch_root(PROBES);
     let out = lem_tui(root.path())
         .args(["distill", "-dry-run", "-probes", "probes.json", "-runs", "5", "-output", "x.jsonl"])
-        .output()
-        .expect("runs");
+        .output_within(Duration::from_secs(600));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("Runs:     5 per probe (15 total generations)"), "{stdout}");
@@ -126,8 +127,11 @@ fn lem_style_single_dash_flags_work() {
 
 #[test]
 fn bad_probe_file_names_file_and_index() {
+    let _deadline = common::deadline(Duration::from_secs(900));
     let root = common::scratch_root(r#"[{"id": "A", "prompt": "fine"}, {"id": "B", "prompt": "  "}]"#);
-    let out = lem_tui(root.path()).args(["distill", "--dry-run", "--probes", "probes.json"]).output().expect("runs");
+    let out = lem_tui(root.path())
+        .args(["distill", "--dry-run", "--probes", "probes.json"])
+        .output_within(Duration::from_secs(600));
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("probes.json") && stderr.contains('1'), "{stderr}");
