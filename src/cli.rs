@@ -12,7 +12,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     long_about = "lem-tui runs LEM's distill loop — N candidates per probe, grammar v3 scoring, best-of-N, \
                   quality gate, lesson JSONL — on a local model (llama.cpp, MLX) or remote OpenAI-compatible \
                   engines. It reads LEM's own .core/ai configuration unchanged.\n\n\
-                  With no subcommand it runs `distill` on the default model and the demo probes.",
+                  With no subcommand it runs `distill` on the default model and the demo probes. Without a \
+                  .core/ai/ in --root (the current folder) or its parents, the built-in configuration and \
+                  demo probes are used; `lem-tui init` writes them out for editing.",
     args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
@@ -37,6 +39,16 @@ pub enum Command {
     Export(ExportArgs),
     /// Measure throughput against a peer (llama-cpp-python) on the same GGUF, side by side.
     Bench(BenchArgs),
+    /// Write the built-in configuration (.core/ai/) and demo probes (assets/probes/) into a
+    /// folder, to edit them.
+    Init(InitArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct InitArgs {
+    /// The folder to write into (created if needed).
+    #[arg(default_value = ".", value_name = "DIR")]
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -129,6 +129,41 @@ pub fn score(args: &ScoreArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `lem-tui init [DIR]`: the built-in configuration and demo probes, written out for editing.
+pub fn init(args: &crate::cli::InitArgs) -> anyhow::Result<ExitCode> {
+    let written = crate::config::builtin::init(&args.dir)?;
+    for p in &written {
+        eprintln!("wrote {}", p.display());
+    }
+    let kept = crate::config::builtin::FILES.len() - written.len();
+    if kept > 0 {
+        eprintln!("kept {kept} file(s) already there");
+    }
+    let dir = args.dir.display();
+    eprintln!(
+        "edit {dir}/.core/ai/ai.yaml (backend, scorer, generation), .core/ai/models/ (models) and \
+         .core/ai/probes.yaml (probe sets); lem-tui reads them when run in {dir} or below, or with --root {dir}"
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// An error and its causes on one line, each cause once: error types that put their cause in
+/// their own message as well as in `source()` would otherwise print it twice.
+pub fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 pub fn bench(args: &crate::cli::BenchArgs) -> anyhow::Result<ExitCode> {
     let report = crate::bench::run(args)?;
     let table = crate::bench::table(&report);
@@ -146,7 +181,9 @@ pub fn export(args: &crate::cli::ExportArgs) -> anyhow::Result<ExitCode> {
     if let Some(v) = args.valid.filter(|v| !(*v > 0.0 && *v < 1.0)) {
         anyhow::bail!("--valid {v}: must be a fraction between 0 and 1 (e.g. 0.1)");
     }
-    let path = crate::store::store_path(&args.root, args.store.as_deref());
+    // The same project `distill` keyed its store by: the folder with .core/ai/ at or above --root.
+    let project = crate::config::builtin::locate(&args.root)?.project;
+    let path = crate::store::store_path(&project, args.store.as_deref());
     let store = crate::store::Store::open_existing(&path)?;
     let req = Request {
         format: match args.format {
@@ -194,6 +231,11 @@ pub fn export(args: &crate::cli::ExportArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn models(args: &ModelsArgs) -> anyhow::Result<ExitCode> {
+    let located = crate::config::builtin::locate(&args.root)?;
+    if let Some(note) = located.note() {
+        eprintln!("note: {note}");
+    }
+    let args = &ModelsArgs { root: located.root, ..args.clone() };
     let dir = args.root.join(".core/ai/models");
     let mut specs = Vec::new();
     for family in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {

@@ -136,3 +136,67 @@ fn bad_probe_file_names_file_and_index() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("probes.json") && stderr.contains('1'), "{stderr}");
 }
+
+/// A new user outside any project: the built-in configuration and demo probes are used (and
+/// said to be), `init` writes them out, and a run with `--root` reads the written copy.
+#[test]
+fn works_from_an_empty_folder_on_the_built_in_defaults() {
+    let _deadline = common::deadline(Duration::from_secs(900));
+    common::model_path("smollm2/135m");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = |store: &str, args: &[&str]| {
+        let out = lem_tui(dir.path())
+            .env("LEM_TUI_STORE", dir.path().join(store))
+            .args(args)
+            .output_within(Duration::from_secs(600));
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
+    };
+
+    let (code, stdout, stderr) = run("a.db", &["distill", "--dry-run"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.starts_with("Model:    smollm2-135m-instruct ()\nBackend:  llama.cpp\nProbes:   20\n"), "{stdout}");
+    assert!(stdout.contains("Runs:     3 per probe") && stdout.contains("  P01_IDENTITY_WHISTLEBLOWER: "), "{stdout}");
+    assert!(stderr.contains("no .core/ai/ in") && stderr.contains("built-in configuration"), "said so: {stderr}");
+    assert!(stderr.contains("lem-tui init"), "{stderr}");
+
+    let (code, _, stderr) =
+        run("b.db", &["distill", "--headless", "--runs", "1", "--max-tokens", "24", "--seed", "3", "--min-score", "1"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("loaded 20 probes") && stderr.contains("built-in configuration"), "{stderr}");
+    assert_eq!(stderr.matches(" run 1/1 → ").count(), 20, "{stderr}");
+    let lesson = dir.path().join("training/lem/model/smollm2/135m/lesson-0.jsonl");
+    let kept = stderr.matches("✓ KEPT").count();
+    assert_eq!(std::fs::read_to_string(&lesson).unwrap_or_default().lines().count(), kept, "{stderr}");
+
+    let (code, _, stderr) = run("c.db", &["init", "proj"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let ai = dir.path().join("proj/.core/ai/ai.yaml");
+    assert!(ai.is_file() && dir.path().join("proj/assets/probes/P01-P20.json").is_file(), "{stderr}");
+    let (code, _, stderr) = run("c.db", &["init", "proj"]);
+    assert_eq!(code, Some(1), "a second init overwrites nothing: {stderr}");
+    assert!(stderr.contains("already exists") && stderr.contains("nothing was written"), "{stderr}");
+    // The written copy is the one read: an edit shows in the plan, and nothing says "built-in".
+    let text = std::fs::read_to_string(&ai).expect("ai.yaml");
+    std::fs::write(&ai, text.replace("runs: 3", "runs: 2")).expect("edit");
+    let (code, stdout, stderr) = run("c.db", &["distill", "--dry-run", "--root", "proj"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("Runs:     2 per probe (40 total generations)"), "{stdout}");
+    assert!(!stderr.contains("built-in"), "{stderr}");
+    let (code, _, stderr) = run(
+        "c.db",
+        &["distill", "--headless", "--root", "proj", "--max-tokens", "16", "--seed", "3", "--min-score", "1"],
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stderr.matches(" run 2/2 → ").count(), 20, "{stderr}");
+
+    // A missing file is named once, with its cause once (no "…(os error 2): …(os error 2)").
+    std::fs::remove_file(&ai).expect("rm");
+    let (code, _, stderr) = run("c.db", &["distill", "--dry-run", "--root", "proj"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("ai.yaml") && stderr.contains("lem-tui init"), "what to do: {stderr}");
+    assert_eq!(stderr.matches("os error 2").count(), 1, "the cause once: {stderr}");
+
+    let (_, help, _) = run("c.db", &["--help"]);
+    assert!(help.contains("init") && help.contains("Write the built-in configuration"), "{help}");
+}

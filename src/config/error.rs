@@ -13,7 +13,7 @@ pub enum ConfigError {
     },
 
     #[error(
-        "model config {} not found (--model {model}); available: {}",
+        "model config {} not found (--model {model}); available: {} (pass one of them, or add the file)",
         path.display(),
         list_or_none(available)
     )]
