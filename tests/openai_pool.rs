@@ -202,6 +202,7 @@ fn the_only_endpoint_dying_stops_the_run_and_the_same_command_resumes_it() {
     reader.join().expect("reader");
     lines.extend(rx.try_iter());
     let text = lines.join("\n");
+    eprintln!("the stopped run ended with:\n{}", lines[lines.len().saturating_sub(4)..].join("\n"));
     assert_eq!(status.code(), Some(75), "exit 75 when no endpoint comes back:\n{text}");
     assert!(stopped_after < Duration::from_secs(120), "stopped {stopped_after:?} after the kill:\n{text}");
     assert!(text.contains("no endpoint came back within 90s") && text.contains(&url), "{text}");
