@@ -120,6 +120,7 @@ pub async fn run_engine(
     let mut engine_task: JoinHandle<Result<Summary, DistillError>> =
         tokio::spawn(engine.run(ev_tx, ctl_rx, cancel.clone()));
     let mut engine_done = false;
+    let mut engine_panicked = false;
 
     let mut terminal = ratatui::try_init().context("setting up the terminal")?;
     let guard = TerminalGuard;
@@ -130,7 +131,7 @@ pub async fn run_engine(
     let mut input = EventStream::new();
     let mut engine_open = true;
     let mut summary: Option<Summary> = None;
-    let mut engine_error: Option<String> = None;
+    let mut engine_error: Option<DistillError> = None;
     let mut dirty = true;
     let mut next_frame = Instant::now();
     let keymap = opts.keymap;
@@ -167,10 +168,16 @@ pub async fn run_engine(
                 engine_done = true;
                 let r = match res {
                     Ok(Ok(s)) => { summary = Some(s); Ok(()) }
-                    Ok(Err(e)) => Err(e.to_string()),
+                    Ok(Err(e)) => {
+                        let shown = e.to_string();
+                        engine_error = Some(e);
+                        Err(shown)
+                    }
                     Err(_) => Err("the engine task panicked".to_owned()),
                 };
-                engine_error = r.as_ref().err().cloned();
+                if r.is_err() && engine_error.is_none() {
+                    engine_panicked = true;
+                }
                 batch.push(Event::EngineExited(r));
             },
             () = tokio::time::sleep_until(next_frame.into()), if dirty => {},
@@ -210,8 +217,8 @@ pub async fn run_engine(
         let _ = tokio::time::timeout(Duration::from_secs(30), drain).await;
         match tokio::time::timeout(Duration::from_secs(30), &mut engine_task).await {
             Ok(Ok(Ok(s))) => summary = Some(s),
-            Ok(Ok(Err(e))) => engine_error = Some(e.to_string()),
-            Ok(Err(_)) => engine_error = Some("the engine task panicked".into()),
+            Ok(Ok(Err(e))) => engine_error = Some(e),
+            Ok(Err(_)) => engine_panicked = true,
             Err(_) => tracing::warn!("the engine did not stop within 30 s"),
         }
     }
@@ -220,7 +227,11 @@ pub async fn run_engine(
     drop(terminal);
     drop(guard);
     if let Some(e) = engine_error {
-        anyhow::bail!("the distill engine failed: {e}");
+        // Kept typed: the exit code tells "no endpoint came back" from other failures.
+        return Err(anyhow::Error::new(e).context("the distill engine stopped"));
+    }
+    if engine_panicked {
+        anyhow::bail!("the distill engine failed: the engine task panicked");
     }
     Ok(summary)
 }

@@ -132,6 +132,11 @@ pub enum JobEvent {
     /// endpoint failed mid-stream). Views clear that candidate's stream; its one `Done` or
     /// `Failed` is still to come.
     Restart { candidate: u32, reason: String },
+    /// No endpoint has answered for the backend's configured wait (remote backends only): the
+    /// request ends here, and candidates without their `Done` get none. The run should stop,
+    /// so that the same command resumes it once a server is back. `error` names every
+    /// endpoint and its last error.
+    Unavailable { error: String },
 }
 
 /// One remote endpoint, for status views and the end-of-run report.

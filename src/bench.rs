@@ -128,7 +128,9 @@ async fn measure(
                     count += 1.0;
                     done += 1;
                 }
-                JobEvent::Failed { error, .. } => bail!("generation failed: {error}"),
+                JobEvent::Failed { error, .. } | JobEvent::Unavailable { error } => {
+                    bail!("generation failed: {error}")
+                }
                 _ => {}
             }
         }

@@ -15,7 +15,9 @@ pub use review::ReviewArgs;
     long_about = "lem-tui runs LEM's distill loop — N candidates per probe, grammar v3 scoring, best-of-N, \
                   quality gate, lesson JSONL — on a local model (llama.cpp, MLX) or remote OpenAI-compatible \
                   engines. It reads LEM's own .core/ai configuration unchanged.\n\n\
-                  With no subcommand it runs `distill` on the default model and the demo probes.",
+                  With no subcommand it runs `distill` on the default model and the demo probes. Without a \
+                  .core/ai/ in --root (the current folder) or its parents, the built-in configuration and \
+                  demo probes are used; `lem-tui init` writes them out for editing.",
     args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
@@ -43,6 +45,16 @@ pub enum Command {
     Export(ExportArgs),
     /// Measure throughput against a peer (llama-cpp-python) on the same GGUF, side by side.
     Bench(BenchArgs),
+    /// Write the built-in configuration (.core/ai/) and demo probes (assets/probes/) into a
+    /// folder, to edit them.
+    Init(InitArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct InitArgs {
+    /// The folder to write into (created if needed).
+    #[arg(default_value = ".", value_name = "DIR")]
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -153,6 +165,10 @@ pub struct DistillArgs {
     /// Requests in flight per endpoint (default: ai.yaml's api.concurrency, else 4).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub concurrency: Option<u32>,
+    /// How long to wait for an endpoint to come back while none is up before stopping the run
+    /// (exit code 75; the same command resumes it). Default: ai.yaml's api.endpoint_wait, else 90.
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u32).range(1..=86_400))]
+    pub endpoint_wait: Option<u32>,
     /// Session store (SQLite; default: one per project root in the XDG data dir).
     #[arg(long, value_name = "FILE", env = "LEM_TUI_STORE")]
     pub store: Option<PathBuf>,
@@ -291,6 +307,7 @@ pub fn normalise_go_flags(args: impl IntoIterator<Item = String>) -> Vec<String>
         "endpoint",
         "api-model",
         "concurrency",
+        "endpoint-wait",
         "store",
         "fresh",
         "no-store",

@@ -12,6 +12,22 @@ use crate::cli::{DistillArgs, ModeArg, ModelsAction, ModelsArgs, ScoreArgs};
 use crate::scorer::{Mode, Scorer, Thresholds};
 use crate::setup;
 
+/// Exit codes (the README lists them): 0 done; 1 an error; 2 `score` skipped malformed lines;
+/// 130 a run stopped before its end (a quit or Ctrl-C; the same command resumes it);
+/// [`EXIT_UNAVAILABLE`] no endpoint came back.
+pub const EXIT_STOPPED: u8 = 130;
+/// No endpoint came back within `--endpoint-wait`: the run stopped with the probe in progress
+/// undecided, and the same command resumes it (sysexits' EX_TEMPFAIL: try again later).
+pub const EXIT_UNAVAILABLE: u8 = 75;
+
+/// The exit code for an error that ended a command.
+pub fn exit_code(e: &anyhow::Error) -> ExitCode {
+    match e.downcast_ref::<crate::distill::DistillError>() {
+        Some(crate::distill::DistillError::Unavailable(_)) => ExitCode::from(EXIT_UNAVAILABLE),
+        _ => ExitCode::FAILURE,
+    }
+}
+
 pub fn distill(args: &DistillArgs) -> anyhow::Result<ExitCode> {
     let prepared = setup::prepare(args)?;
     for note in &prepared.notes {
@@ -57,10 +73,10 @@ pub fn distill(args: &DistillArgs) -> anyhow::Result<ExitCode> {
         let summary = runtime.block_on(crate::app::run(prepared, backend, engine, opts))?;
         crate::app::launch::print_summary(summary.as_ref(), &output);
         let early = summary.is_none_or(|s| s.stopped_early.is_some());
-        return Ok(if early { ExitCode::from(130) } else { ExitCode::SUCCESS });
+        return Ok(if early { ExitCode::from(EXIT_STOPPED) } else { ExitCode::SUCCESS });
     }
     let summary = runtime.block_on(crate::headless::run(prepared, backend, engine))?;
-    Ok(if summary.stopped_early.is_some() { ExitCode::from(130) } else { ExitCode::SUCCESS })
+    Ok(if summary.stopped_early.is_some() { ExitCode::from(EXIT_STOPPED) } else { ExitCode::SUCCESS })
 }
 
 #[derive(serde::Deserialize)]
@@ -124,6 +140,41 @@ pub fn score(args: &ScoreArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `lem-tui init [DIR]`: the built-in configuration and demo probes, written out for editing.
+pub fn init(args: &crate::cli::InitArgs) -> anyhow::Result<ExitCode> {
+    let written = crate::config::builtin::init(&args.dir)?;
+    for p in &written {
+        eprintln!("wrote {}", p.display());
+    }
+    let kept = crate::config::builtin::FILES.len() - written.len();
+    if kept > 0 {
+        eprintln!("kept {kept} file(s) already there");
+    }
+    let dir = args.dir.display();
+    eprintln!(
+        "edit {dir}/.core/ai/ai.yaml (backend, scorer, generation), .core/ai/models/ (models) and \
+         .core/ai/probes.yaml (probe sets); lem-tui reads them when run in {dir} or below, or with --root {dir}"
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// An error and its causes on one line, each cause once: error types that put their cause in
+/// their own message as well as in `source()` would otherwise print it twice.
+pub fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 pub fn bench(args: &crate::cli::BenchArgs) -> anyhow::Result<ExitCode> {
     let report = crate::bench::run(args)?;
     let table = crate::bench::table(&report);
@@ -141,7 +192,9 @@ pub fn export(args: &crate::cli::ExportArgs) -> anyhow::Result<ExitCode> {
     if let Some(v) = args.valid.filter(|v| !(*v > 0.0 && *v < 1.0)) {
         anyhow::bail!("--valid {v}: must be a fraction between 0 and 1 (e.g. 0.1)");
     }
-    let path = crate::store::store_path(&args.root, args.store.as_deref());
+    // The same project `distill` keyed its store by: the folder with .core/ai/ at or above --root.
+    let project = crate::config::builtin::locate(&args.root)?.project;
+    let path = crate::store::store_path(&project, args.store.as_deref());
     let store = crate::store::Store::open_existing(&path)?;
     let req = Request {
         format: match args.format {
@@ -189,6 +242,11 @@ pub fn export(args: &crate::cli::ExportArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn models(args: &ModelsArgs) -> anyhow::Result<ExitCode> {
+    let located = crate::config::builtin::locate(&args.root)?;
+    if let Some(note) = located.note() {
+        eprintln!("note: {note}");
+    }
+    let args = &ModelsArgs { root: located.root, ..args.clone() };
     let dir = args.root.join(".core/ai/models");
     let mut specs = Vec::new();
     for family in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))? {

@@ -6,6 +6,7 @@
 //! validated strictly. Nothing here depends on the UI, async code or a backend.
 
 mod api;
+pub mod builtin;
 mod dry_run;
 mod error;
 mod load;

@@ -59,6 +59,10 @@ pub enum DistillError {
     Journal(#[from] JournalError),
     #[error("session store: {0}")]
     Persist(String),
+    /// The backend's endpoints stayed down past its wait ([`JobEvent::Unavailable`]): the run
+    /// stopped with the probe in progress undecided, so the same command resumes it.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 pub struct Engine {

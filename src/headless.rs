@@ -99,6 +99,7 @@ pub async fn run(
     let mut order: Vec<u32> = Vec::new();
     let mut finished: Vec<Candidate> = Vec::new();
     let mut printed = 0usize;
+    let mut last = None;
     let mut tokens = 0u64;
     let line = |probe: usize, c: &Candidate| {
         format!(
@@ -176,7 +177,10 @@ pub async fn run(
             | EngineEvent::Settings(_)
             | EngineEvent::Unpaused
             | EngineEvent::Prefilled { .. } => {}
-            EngineEvent::Finished(_) => break,
+            EngineEvent::Finished(s) => {
+                last = Some(s);
+                break;
+            }
         }
     }
     if let Some(bar) = &bar {
@@ -185,8 +189,19 @@ pub async fn run(
     signals.abort();
     sampler_cancel.cancel();
     let _ = sampler.await;
-    let summary = task.await??;
+    let result = task.await?;
     tracing::info!(tokens, "token events");
+    // A run the engine ended with an error still reports what it did and each endpoint's state
+    // (the error itself is the caller's to print).
+    let summary = match (result, last) {
+        (Ok(s), _) => s,
+        (Err(e), Some(s)) => {
+            print_summary(&prepared, &s);
+            print_endpoints(&remote.endpoints());
+            return Err(e.into());
+        }
+        (Err(e), None) => return Err(e.into()),
+    };
     print_summary(&prepared, &summary);
     print_endpoints(&remote.endpoints());
     Ok(summary)

@@ -14,7 +14,8 @@
 //! ```
 //!
 //! - [`scorer`] is pure: no I/O, no async. [`config`], [`probes`] and [`lesson`] read and write
-//!   LEM's files. [`backend`] owns models; blocking engines live on one dedicated thread each,
+//!   LEM's files; outside any project the configuration and demo probes built into the binary
+//!   ([`config::builtin`]) stand in for them. [`backend`] owns models; blocking engines live on one dedicated thread each,
 //!   the OpenAI-compatible one ([`backend::openai`]) is async tasks on the engine's runtime that
 //!   spread candidates over remote endpoints and regenerate those cut off mid-stream
 //!   (`JobEvent::Restart`: views drop that candidate's text). [`backend::mlx`] is MLX through

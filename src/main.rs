@@ -16,13 +16,15 @@ fn main() -> ExitCode {
         Some(Command::Export(args)) => lem_tui::commands::export(&args),
         Some(Command::Review(args)) => lem_tui::commands::review(&args),
         Some(Command::Bench(args)) => lem_tui::commands::bench(&args),
+        Some(Command::Init(args)) => lem_tui::commands::init(&args),
     };
     match result {
         Ok(code) => code,
         Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            let text = lem_tui::commands::error_chain(&e);
+            tracing::error!("{text}");
+            eprintln!("error: {text}");
+            lem_tui::commands::exit_code(&e)
         }
     }
 }

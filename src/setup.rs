@@ -142,9 +142,14 @@ fn choose_backend(arg: BackendArg, resolved: &Resolved, notes: &mut Vec<String>)
 }
 
 pub fn prepare(args: &DistillArgs) -> anyhow::Result<Prepared> {
+    // From here on `--root` is where the configuration is read: the project found at or above
+    // it, or the built-in files. The session store stays keyed by the project.
+    let located = config::builtin::locate(&args.root)?;
+    let args = &DistillArgs { root: located.root.clone(), ..args.clone() };
     let flags = flags_of(args);
-    let resolved = config::resolve(&flags)?;
-    let mut notes: Vec<String> = resolved.warnings.iter().map(ToString::to_string).collect();
+    let resolved = config::resolve(&flags).map_err(|e| builtin_hint(e, &located))?;
+    let mut notes: Vec<String> = located.note().into_iter().collect();
+    notes.extend(resolved.warnings.iter().map(ToString::to_string));
     let set = probes::load_probes(&args.root, &args.probes)?;
     notes.extend(set.warnings.iter().map(ToString::to_string));
     checks::probes(&set, &args.probes)?;
@@ -213,7 +218,7 @@ pub fn prepare(args: &DistillArgs) -> anyhow::Result<Prepared> {
         notes,
         resolved,
         probes_spec,
-        store: (!args.no_store).then(|| crate::store::store_path(&args.root, args.store.as_deref())),
+        store: (!args.no_store).then(|| crate::store::store_path(&located.project, args.store.as_deref())),
         fresh: args.fresh,
         architecture: std::sync::OnceLock::new(),
         gpu_layers: args.gpu_layers,
@@ -223,6 +228,30 @@ pub fn prepare(args: &DistillArgs) -> anyhow::Result<Prepared> {
         session: std::sync::Mutex::new(None),
         resume: std::sync::OnceLock::new(),
     })
+}
+
+/// A config error about the built-in files says how to get files of one's own.
+fn builtin_hint(e: config::ConfigError, located: &config::builtin::Located) -> anyhow::Error {
+    if !located.builtin {
+        return match e {
+            config::ConfigError::Read { path, source } if source.kind() == std::io::ErrorKind::NotFound => {
+                anyhow::anyhow!(
+                    "cannot read {}: {source}; `lem-tui init {}` adds the missing default files",
+                    path.display(),
+                    located.root.display()
+                )
+            }
+            other => other.into(),
+        };
+    }
+    match e {
+        config::ConfigError::ModelNotFound { model, available, .. } => anyhow::anyhow!(
+            "--model {model}: the built-in configuration has {} (no .core/ai/ in {} or its parents);              run `lem-tui init` and add .core/ai/models/{model}.yaml",
+            available.join(", "),
+            located.project.display()
+        ),
+        other => other.into(),
+    }
 }
 
 fn random_seed() -> u64 {

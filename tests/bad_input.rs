@@ -5,8 +5,10 @@
 
 mod common;
 
+use common::OutputWithin;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 const PROBES: &str = r#"[{"id": "A", "prompt": "What is a tide?"}]"#;
 /// smollm2/135m's default lesson file, relative to the root (the working directory).
@@ -19,8 +21,7 @@ fn run(root: &Path, args: &[&str]) -> std::process::Output {
         .env("LEM_TUI_STORE", root.join("store.sqlite3"))
         .arg("distill")
         .args(args)
-        .output()
-        .expect("runs")
+        .output_within(Duration::from_secs(120))
 }
 
 /// Runs, expects a clean refusal, returns stderr.
@@ -44,6 +45,7 @@ fn write(root: &Path, rel: &str, bytes: &[u8]) {
 
 #[test]
 fn malformed_yaml_names_the_file_line_and_column() {
+    let _deadline = common::deadline(Duration::from_secs(300));
     let root = common::scratch_root(PROBES);
     write(root.path(), ".core/ai/ai.yaml", b"version: 1\nscorer:\n  min_score: [40\ngenerate: {}\n");
     let err = refused(root.path(), &["--dry-run", "--probes", "probes.json"]);
@@ -52,6 +54,7 @@ fn malformed_yaml_names_the_file_line_and_column() {
 
 #[test]
 fn wrong_types_name_the_file_field_and_line() {
+    let _deadline = common::deadline(Duration::from_secs(300));
     let root = common::scratch_root(PROBES);
     let model = ".core/ai/models/smollm2/135m.yaml";
     let text = std::fs::read_to_string(root.path().join(model)).expect("model yaml");
@@ -62,6 +65,7 @@ fn wrong_types_name_the_file_field_and_line() {
 
 #[test]
 fn unknown_set_and_missing_files_are_named() {
+    let _deadline = common::deadline(Duration::from_secs(300));
     let root = common::scratch_root(PROBES);
     let err = refused(root.path(), &["--dry-run", "--probes", "nosuch"]);
     assert!(err.contains("`nosuch`") && err.contains("probes.yaml") && err.contains("available: demo, seeds"), "{err}");
@@ -75,6 +79,7 @@ fn unknown_set_and_missing_files_are_named() {
 
 #[test]
 fn probe_files_that_are_not_arrays_of_probes_are_refused() {
+    let _deadline = common::deadline(Duration::from_secs(300));
     let cases: [(&[u8], &[&str]); 4] = [
         (br#"{"id": "A", "prompt": "x"}"#, &["probes.json", "line 1 column"]),
         (b"[{\"id\": \"A\", \"prompt\": \"caf\xe9 \xff\"}]", &["probes.json", "line 1 column"]),
@@ -98,6 +103,7 @@ fn probe_files_that_are_not_arrays_of_probes_are_refused() {
 
 #[test]
 fn negative_and_absurd_limits_name_the_flag_or_field() {
+    let _deadline = common::deadline(Duration::from_secs(300));
     let root = common::scratch_root(PROBES);
     let cases: [(&[&str], &[&str]); 9] = [
         (&["--runs=-1"], &["--runs", "negative"]),
@@ -131,6 +137,7 @@ fn is_root() -> bool {
 
 #[test]
 fn an_unwritable_output_is_found_before_anything_runs() {
+    let _deadline = common::deadline(Duration::from_secs(300));
     let root = common::scratch_root(PROBES);
     write(root.path(), "plain-file", b"x");
     let mut cases: Vec<(PathBuf, &str)> = vec![
@@ -161,6 +168,7 @@ fn an_unwritable_output_is_found_before_anything_runs() {
 
 #[test]
 fn a_damaged_or_newer_store_is_refused_with_a_way_out() {
+    let _deadline = common::deadline(Duration::from_secs(300));
     let root = common::scratch_root(PROBES);
     let out = root.path().join("lesson.jsonl");
     std::fs::write(&out, "{\"messages\":[]}\n").expect("existing lesson file");
@@ -185,6 +193,7 @@ fn a_damaged_or_newer_store_is_refused_with_a_way_out() {
 
 #[test]
 fn a_second_process_on_the_same_session_is_refused() {
+    let _deadline = common::deadline(Duration::from_secs(300));
     let root = common::scratch_root(PROBES);
     let db = root.path().join("store.sqlite3");
     let _held = lem_tui::store::Opened::open(&db, &root.path().join("lesson.jsonl")).expect("first holder");

@@ -3,7 +3,9 @@
 
 mod common;
 
+use common::OutputWithin;
 use std::process::Command;
+use std::time::Duration;
 
 const PROBES: &str = r#"[
   {"id": "T01_CAPITAL", "domain": "Geography", "prompt": "What is the capital of France, and why did it become the capital?"},
@@ -19,13 +21,13 @@ fn lem_tui(root: &std::path::Path) -> Command {
 
 #[test]
 fn headless_distill_writes_a_lem_lesson_file() {
+    let _deadline = common::deadline(Duration::from_secs(900));
     common::model_path("smollm2/135m");
     let root = common::scratch_root(PROBES);
     let out = lem_tui(root.path())
         .args(["distill", "--headless", "--probes", "probes.json", "--runs", "2", "--max-tokens", "64", "--seed", "42"])
         .args(["--min-score", "1", "--threads", "2"])
-        .output()
-        .expect("runs");
+        .output_within(Duration::from_secs(600));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "exit {:?}\n{stderr}", out.status);
     assert!(stderr.contains("loaded 3 probes"), "{stderr}");
@@ -69,8 +71,7 @@ fn headless_distill_writes_a_lem_lesson_file() {
     let again = lem_tui(root.path())
         .args(["distill", "--headless", "--probes", "probes.json", "--runs", "1", "--max-tokens", "48"])
         .args(["--min-score", "1", "--seed", "1"])
-        .output()
-        .expect("runs");
+        .output_within(Duration::from_secs(600));
     assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
     let after = std::fs::read_to_string(&lesson).expect("still there");
     assert!(after.starts_with(&text), "earlier lines untouched");
@@ -86,11 +87,11 @@ fn id_index(id: &str) -> usize {
 
 #[test]
 fn dry_run_prints_lems_plan_and_loads_no_model() {
+    let _deadline = common::deadline(Duration::from_secs(900));
     let root = common::scratch_root(PROBES);
     let out = lem_tui(root.path())
         .args(["distill", "--dry-run", "--probes", "probes.json", "--model", "gemma3/270m", "--mem-limit", "4"])
-        .output()
-        .expect("runs");
+        .output_within(Duration::from_secs(600));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let expected = "\
@@ -113,11 +114,11 @@ Output:   training/lem/model/gemma3/270m/lesson-0.jsonl
 
 #[test]
 fn lem_style_single_dash_flags_work() {
+    let _deadline = common::deadline(Duration::from_secs(900));
     let root = common::scratch_root(PROBES);
     let out = lem_tui(root.path())
         .args(["distill", "-dry-run", "-probes", "probes.json", "-runs", "5", "-output", "x.jsonl"])
-        .output()
-        .expect("runs");
+        .output_within(Duration::from_secs(600));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("Runs:     5 per probe (15 total generations)"), "{stdout}");
@@ -126,9 +127,75 @@ fn lem_style_single_dash_flags_work() {
 
 #[test]
 fn bad_probe_file_names_file_and_index() {
+    let _deadline = common::deadline(Duration::from_secs(900));
     let root = common::scratch_root(r#"[{"id": "A", "prompt": "fine"}, {"id": "B", "prompt": "  "}]"#);
-    let out = lem_tui(root.path()).args(["distill", "--dry-run", "--probes", "probes.json"]).output().expect("runs");
+    let out = lem_tui(root.path())
+        .args(["distill", "--dry-run", "--probes", "probes.json"])
+        .output_within(Duration::from_secs(600));
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("probes.json") && stderr.contains('1'), "{stderr}");
+}
+
+/// A new user outside any project: the built-in configuration and demo probes are used (and
+/// said to be), `init` writes them out, and a run with `--root` reads the written copy.
+#[test]
+fn works_from_an_empty_folder_on_the_built_in_defaults() {
+    let _deadline = common::deadline(Duration::from_secs(900));
+    common::model_path("smollm2/135m");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = |store: &str, args: &[&str]| {
+        let out = lem_tui(dir.path())
+            .env("LEM_TUI_STORE", dir.path().join(store))
+            .args(args)
+            .output_within(Duration::from_secs(600));
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
+    };
+
+    let (code, stdout, stderr) = run("a.db", &["distill", "--dry-run"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.starts_with("Model:    smollm2-135m-instruct ()\nBackend:  llama.cpp\nProbes:   20\n"), "{stdout}");
+    assert!(stdout.contains("Runs:     3 per probe") && stdout.contains("  P01_IDENTITY_WHISTLEBLOWER: "), "{stdout}");
+    assert!(stderr.contains("no .core/ai/ in") && stderr.contains("built-in configuration"), "said so: {stderr}");
+    assert!(stderr.contains("lem-tui init"), "{stderr}");
+
+    let (code, _, stderr) =
+        run("b.db", &["distill", "--headless", "--runs", "1", "--max-tokens", "16", "--seed", "3", "--min-score", "1"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("loaded 20 probes") && stderr.contains("built-in configuration"), "{stderr}");
+    assert_eq!(stderr.matches(" run 1/1 → ").count(), 20, "{stderr}");
+    let lesson = dir.path().join("training/lem/model/smollm2/135m/lesson-0.jsonl");
+    let kept = stderr.matches("✓ KEPT").count();
+    assert_eq!(std::fs::read_to_string(&lesson).unwrap_or_default().lines().count(), kept, "{stderr}");
+
+    let (code, _, stderr) = run("c.db", &["init", "proj"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let ai = dir.path().join("proj/.core/ai/ai.yaml");
+    assert!(ai.is_file() && dir.path().join("proj/assets/probes/P01-P20.json").is_file(), "{stderr}");
+    let (code, _, stderr) = run("c.db", &["init", "proj"]);
+    assert_eq!(code, Some(1), "a second init overwrites nothing: {stderr}");
+    assert!(stderr.contains("already exists") && stderr.contains("nothing was written"), "{stderr}");
+    // The written copy is the one read: an edit shows in the plan, and nothing says "built-in".
+    let text = std::fs::read_to_string(&ai).expect("ai.yaml");
+    std::fs::write(&ai, text.replace("runs: 3", "runs: 2")).expect("edit");
+    let (code, stdout, stderr) = run("c.db", &["distill", "--dry-run", "--root", "proj"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("Runs:     2 per probe (40 total generations)"), "{stdout}");
+    assert!(!stderr.contains("built-in"), "{stderr}");
+    let args = ["distill", "--headless", "--root", "proj", "--runs", "1", "--max-tokens", "8", "--seed", "3"];
+    let (code, _, stderr) = run("c.db", &args);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stderr.matches(" run 1/1 → ").count(), 20, "{stderr}");
+    assert!(!stderr.contains("built-in"), "{stderr}");
+
+    // A missing file is named once, with its cause once (no "…(os error 2): …(os error 2)").
+    std::fs::remove_file(&ai).expect("rm");
+    let (code, _, stderr) = run("c.db", &["distill", "--dry-run", "--root", "proj"]);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("ai.yaml") && stderr.contains("lem-tui init"), "what to do: {stderr}");
+    assert_eq!(stderr.matches("os error 2").count(), 1, "the cause once: {stderr}");
+
+    let (_, help, _) = run("c.db", &["--help"]);
+    assert!(help.contains("init") && help.contains("Write the built-in configuration"), "{help}");
 }

@@ -6,10 +6,13 @@
 //!
 //! The Python packages come from `scripts/test`; a missing one fails this test.
 
+mod common;
 mod store_fixture;
 
+use common::OutputWithin;
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 const CHECK: &str = r#"
 import json, sys, types
@@ -87,13 +90,13 @@ fn export(store: &Path, args: &[&str]) {
         .arg("--store")
         .arg(store)
         .env("LEM_TUI_LOG", store.with_extension("log"))
-        .output()
-        .expect("runs");
+        .output_within(Duration::from_secs(600));
     assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]
 fn exports_load_in_datasets_mlx_lm_and_trl() {
+    let _deadline = common::deadline(Duration::from_secs(900));
     let dir = tempfile::tempdir().expect("tempdir");
     let db = store_fixture::build(dir.path());
     let d = dir.path().join("exports");
@@ -111,8 +114,7 @@ fn exports_load_in_datasets_mlx_lm_and_trl() {
         .env("HF_DATASETS_OFFLINE", "1")
         .env("HF_HUB_OFFLINE", "1")
         .env("HF_DATASETS_CACHE", dir.path().join("hf-cache"))
-        .output()
-        .expect("python3 runs (scripts/test installs datasets, mlx-lm and trl)");
+        .output_within(Duration::from_secs(600));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(

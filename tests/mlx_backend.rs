@@ -5,9 +5,11 @@
 
 mod common;
 
+use common::OutputWithin;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use common::ROOT;
 use common::ask::ask;
@@ -48,6 +50,7 @@ fn reference(dir: &PathBuf, messages: &[Message], max_tokens: usize) -> Referenc
         .stdout(Stdio::piped())
         .spawn()
         .expect("python3 runs");
+    let _watched = common::watch_child("scripts/mlx_reference.py", &child, None);
     let msgs: Vec<serde_json::Value> =
         messages.iter().map(|m| serde_json::json!({"role": m.role, "content": m.content})).collect();
     child
@@ -74,21 +77,25 @@ fn parity(name: &str) {
 
 #[test]
 fn greedy_parity_smollm2_bf16() {
+    let _deadline = common::deadline(Duration::from_secs(900));
     parity("smollm2-135m-bf16");
 }
 
 #[test]
 fn greedy_parity_smollm2_4bit() {
+    let _deadline = common::deadline(Duration::from_secs(900));
     parity("smollm2-135m-4bit");
 }
 
 #[test]
 fn greedy_parity_gemma3_bf16() {
+    let _deadline = common::deadline(Duration::from_secs(900));
     parity("gemma3-270m-bf16");
 }
 
 #[test]
 fn greedy_parity_gemma3_4bit() {
+    let _deadline = common::deadline(Duration::from_secs(900));
     parity("gemma3-270m-4bit");
 }
 
@@ -96,6 +103,7 @@ fn greedy_parity_gemma3_4bit() {
 /// sliding layers' trimmed caches and decoding past the window must all agree with mlx-lm.
 #[test]
 fn greedy_parity_gemma3_past_the_sliding_window() {
+    let _deadline = common::deadline(Duration::from_secs(900));
     let dir = checkpoint("gemma3-270m-bf16");
     let story: String =
         (1..=70).map(|i| format!("Day {i}: the river rose a little and the town watched it. ")).collect();
@@ -115,6 +123,7 @@ fn greedy(max_tokens: u32) -> Sampling {
 /// `<|im_end|>` (not counted), and it says what mlx-lm's ids decode to up to that token.
 #[test]
 fn backend_streams_the_reference_answer_and_stops_at_the_end_token() {
+    let _deadline = common::deadline(Duration::from_secs(900));
     let dir = checkpoint("smollm2-135m-bf16");
     let q = vec![Message::user("What is the capital of France?")];
     let r = reference(&dir, &q, 16);
@@ -135,6 +144,7 @@ fn backend_streams_the_reference_answer_and_stops_at_the_end_token() {
 /// with each other and with a single-stream run; sampled ones differ by seed and repeat with it.
 #[test]
 fn batched_candidates_match_single_and_sampling_follows_the_seed() {
+    let _deadline = common::deadline(Duration::from_secs(900));
     let dir = checkpoint("smollm2-135m-bf16");
     let backend = spawn(MlxOptions::new(&dir)).expect("loads");
     let msg = vec![Message::user("Write a short poem about rivers.")];
@@ -167,6 +177,7 @@ fn batched_candidates_match_single_and_sampling_follows_the_seed() {
 
 #[test]
 fn cancel_stops_between_tokens() {
+    let _deadline = common::deadline(Duration::from_secs(900));
     let backend = spawn(MlxOptions::new(checkpoint("smollm2-135m-bf16"))).expect("loads");
     let mut s = greedy(400);
     s.ignore_eos = true;
@@ -182,6 +193,7 @@ fn cancel_stops_between_tokens() {
 /// and a model over the memory limit is refused before loading.
 #[test]
 fn memory_readings_and_limits() {
+    let _deadline = common::deadline(Duration::from_secs(900));
     let dir = checkpoint("gemma3-270m-bf16");
     let limits = Limits { cache_bytes: 64 * MIB, memory_bytes: 4096 * MIB };
     let mut opts = MlxOptions::new(&dir);
@@ -222,6 +234,7 @@ fn memory_readings_and_limits() {
 
 #[test]
 fn a_folder_without_config_is_a_clear_error() {
+    let _deadline = common::deadline(Duration::from_secs(900));
     let dir = tempfile::tempdir().expect("tempdir");
     let err = spawn(MlxOptions::new(dir.path())).err().expect("no config.json");
     assert!(err.to_string().contains("config.json"), "{err}");
@@ -231,6 +244,7 @@ fn a_folder_without_config_is_a_clear_error() {
 /// `paths.base` at an MLX folder, the shared engine, LEM's progress lines and lesson JSONL.
 #[test]
 fn headless_distill_runs_on_mlx() {
+    let _deadline = common::deadline(Duration::from_secs(900));
     let ckpt = checkpoint("smollm2-135m-bf16");
     let root = tempfile::tempdir().expect("tempdir");
     let ai = root.path().join(".core/ai");
@@ -258,8 +272,7 @@ fn headless_distill_runs_on_mlx() {
         .env("LEM_TUI_STORE", root.path().join("store.sqlite"))
         .args(["distill", "--headless", "--model", "smollm2/135m-mlx", "--probes", "probes.json"])
         .args(["--max-tokens", "24", "--seed", "3", "--cache-limit", "1", "--mem-limit", "8"])
-        .output()
-        .expect("runs");
+        .output_within(Duration::from_secs(600));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "exit {:?}\n{stderr}", out.status);
     assert!(stderr.contains("model loaded: llama 30-layer (tokenizer_config.json template)"), "{stderr}");

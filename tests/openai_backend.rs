@@ -5,6 +5,7 @@ mod common;
 #[path = "support/llama_server.rs"]
 mod llama_server;
 
+use common::OutputWithin;
 use std::process::Command;
 use std::time::Duration;
 
@@ -26,6 +27,7 @@ fn server() -> LlamaServer {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_server_streams_every_candidate_once() {
+    let _deadline = common::deadline(Duration::from_secs(600));
     let srv = server();
     let opts = OpenAiOptions {
         endpoints: vec![EndpointOptions { url: srv.url(), concurrency: Some(2) }],
@@ -86,6 +88,7 @@ async fn real_server_streams_every_candidate_once() {
 /// server one request at a time; nothing truncated is kept.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interrupting_server_is_detected_and_served_one_request_at_a_time() {
+    let _deadline = common::deadline(Duration::from_secs(600));
     let srv = LlamaServer::start_with(&common::model_path("smollm2/135m"), 1, true);
     let opts = OpenAiOptions {
         endpoints: vec![EndpointOptions { url: srv.url(), concurrency: Some(3) }],
@@ -109,6 +112,7 @@ async fn interrupting_server_is_detected_and_served_one_request_at_a_time() {
                 assert!(matches!(finish, FinishReason::Stop | FinishReason::Length), "{finish:?}");
             }
             JobEvent::Failed { candidate, error } => panic!("candidate {candidate} failed: {error}"),
+            JobEvent::Unavailable { error } => panic!("the server was up: {error}"),
             JobEvent::Prefilled { .. } => {}
         }
     }
@@ -125,13 +129,13 @@ fn lem_tui(root: &std::path::Path) -> Command {
 
 #[test]
 fn headless_distill_through_a_real_server_writes_the_lesson_file() {
+    let _deadline = common::deadline(Duration::from_secs(600));
     let srv = server();
     let root = common::scratch_root(PROBES);
     let out = lem_tui(root.path())
         .args(["distill", "--headless", "--probes", "probes.json", "--runs", "2", "--max-tokens", "64", "--seed", "42"])
         .args(["--min-score", "1", "--endpoint", &srv.url()])
-        .output()
-        .expect("runs");
+        .output_within(Duration::from_secs(300));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "exit {:?}\n{stderr}\n--- server log ---\n{}", out.status, srv.log_text());
     assert!(stderr.contains("loaded 3 probes"), "{stderr}");
@@ -158,15 +162,16 @@ fn headless_distill_through_a_real_server_writes_the_lesson_file() {
 
 #[test]
 fn openai_backend_without_an_endpoint_says_how_to_name_one() {
+    let _deadline = common::deadline(Duration::from_secs(600));
     let root = common::scratch_root(PROBES);
     let out = lem_tui(root.path())
         .args(["distill", "--headless", "--probes", "probes.json", "--backend", "openai"])
-        .output()
-        .expect("runs");
+        .output_within(Duration::from_secs(300));
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("--endpoint URL") && stderr.contains("ai.yaml"), "{stderr}");
-    let out = lem_tui(root.path()).args(["distill", "--endpoint", "localhost:8000"]).output().expect("runs");
+    let out =
+        lem_tui(root.path()).args(["distill", "--endpoint", "localhost:8000"]).output_within(Duration::from_secs(300));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("localhost:8000"), "{stderr}");
 }

@@ -2,6 +2,7 @@
 //! every case ends each candidate exactly once, with a clear error or after a retry, within
 //! the configured timeouts. Never a hang, never a panic.
 
+mod common;
 #[path = "support/mock_openai.rs"]
 mod mock;
 
@@ -44,6 +45,8 @@ fn request(n: u32) -> GenRequest {
 enum End {
     Done(String, FinishReason),
     Failed(String),
+    /// The request ended with `Unavailable` before this candidate ended.
+    Unavailable(String),
 }
 
 struct Run {
@@ -67,6 +70,12 @@ async fn run(backend: &OpenAiBackend, n: u32, cancel: CancellationToken) -> Run 
             tokio::time::timeout(Duration::from_secs(30), rx.recv()).await.expect("no hang").expect("channel open");
         let c = match &ev {
             JobEvent::Prefilled { .. } => continue,
+            JobEvent::Unavailable { error } => {
+                for e in ends.iter_mut().filter(|e| e.is_none()) {
+                    *e = Some(End::Unavailable(error.clone()));
+                }
+                continue;
+            }
             JobEvent::Token { candidate, .. }
             | JobEvent::Restart { candidate, .. }
             | JobEvent::Done { candidate, .. }
@@ -86,7 +95,7 @@ async fn run(backend: &OpenAiBackend, n: u32, cancel: CancellationToken) -> Run 
                 ends[c] = Some(End::Done(text, finish));
             }
             JobEvent::Failed { error, .. } => ends[c] = Some(End::Failed(error)),
-            JobEvent::Prefilled { .. } => {}
+            JobEvent::Prefilled { .. } | JobEvent::Unavailable { .. } => {}
         }
     }
     let elapsed = started.elapsed();
@@ -105,6 +114,7 @@ fn done_texts(r: &Run) -> Vec<&str> {
 
 #[tokio::test]
 async fn invalid_json_chunk_fails_with_a_clear_error_after_bounded_retries() {
+    let _deadline = common::deadline(Duration::from_secs(120));
     let m = Mock::start(|_, _| Reply::Sse {
         blocks: vec![token(0, "ok "), "data: {\"choices\": [{\"index\": 0, \"delta\": {\"content\": \"x\"\n\n".into()],
         done: true,
@@ -122,6 +132,7 @@ async fn invalid_json_chunk_fails_with_a_clear_error_after_bounded_retries() {
 
 #[tokio::test]
 async fn error_event_is_retried_unless_it_blames_the_request() {
+    let _deadline = common::deadline(Duration::from_secs(120));
     let m = Mock::start(|i, body| match i {
         0 => Reply::Sse {
             blocks: vec![
@@ -154,6 +165,7 @@ async fn error_event_is_retried_unless_it_blames_the_request() {
 
 #[tokio::test]
 async fn stream_that_stops_without_done_is_regenerated_not_duplicated() {
+    let _deadline = common::deadline(Duration::from_secs(120));
     let m = Mock::start(|i, body| {
         if i == 0 {
             Reply::Sse {
@@ -180,6 +192,7 @@ async fn stream_that_stops_without_done_is_regenerated_not_duplicated() {
 
 #[tokio::test]
 async fn rate_limit_waits_for_retry_after() {
+    let _deadline = common::deadline(Duration::from_secs(120));
     let m = Mock::start(|i, body| match i {
         0 => Reply::Status {
             code: 429,
@@ -208,6 +221,7 @@ async fn rate_limit_waits_for_retry_after() {
 
 #[tokio::test]
 async fn server_that_never_answers_times_out() {
+    let _deadline = common::deadline(Duration::from_secs(120));
     let m = Mock::start(|_, _| Reply::Hang);
     let b = connect(&[&m]);
     let r = run(&b, 2, CancellationToken::new()).await;
@@ -237,6 +251,7 @@ async fn server_that_never_answers_times_out() {
 
 #[tokio::test]
 async fn client_errors_fail_at_once() {
+    let _deadline = common::deadline(Duration::from_secs(120));
     let m = Mock::start(|_, _| Reply::Status {
         code: 401,
         headers: vec![],
@@ -251,6 +266,7 @@ async fn client_errors_fail_at_once() {
 
 #[tokio::test]
 async fn n_is_used_where_honoured_and_split_where_not() {
+    let _deadline = common::deadline(Duration::from_secs(120));
     let honours = Mock::start(|_, body| answer(body, &["a", "b"]));
     let b = connect(&[&honours]);
     let r = run(&b, 3, CancellationToken::new()).await;
@@ -297,6 +313,7 @@ async fn n_is_used_where_honoured_and_split_where_not() {
 
 #[tokio::test]
 async fn optional_fields_are_dropped_when_refused() {
+    let _deadline = common::deadline(Duration::from_secs(120));
     let strict = Mock::start(|_, body| {
         if body.get("top_k").is_some() || body.get("stream_options").is_some() {
             Reply::Status {
@@ -314,6 +331,7 @@ async fn optional_fields_are_dropped_when_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endpoint_dying_mid_stream_moves_its_candidates_elsewhere() {
+    let _deadline = common::deadline(Duration::from_secs(120));
     let mut dying = Mock::start(|_, _| Reply::Sse {
         blocks: vec![token(0, "doomed "); 200],
         done: true,
@@ -345,6 +363,7 @@ async fn endpoint_dying_mid_stream_moves_its_candidates_elsewhere() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_ends_every_candidate_once() {
+    let _deadline = common::deadline(Duration::from_secs(120));
     let m = Mock::start(|_, _| Reply::Sse {
         blocks: vec![token(0, "slow "); 100],
         done: true,
@@ -363,20 +382,45 @@ async fn cancel_ends_every_candidate_once() {
     assert!(r.elapsed < Duration::from_secs(3));
 }
 
+/// Nanoseconds this thread has been runnable: on a CPU plus waiting for one
+/// (/proc/thread-self/schedstat). A busy loop is runnable all the time however loaded the
+/// machine is; a waiting thread almost never.
+fn runnable_ns() -> u64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").expect("/proc/thread-self/schedstat");
+    let f: Vec<u64> = stat.split_whitespace().map(|v| v.parse().expect("a number")).collect();
+    f[0] + f[1]
+}
+
+/// Every endpoint down (the stream broke, then nothing answers): the request waits on the
+/// pool without spinning, then ends with `Unavailable`, naming the endpoint and its error.
+/// The job runs on this test's own thread (a current-thread runtime), so the thread's
+/// runnable time is the wait's.
 #[tokio::test]
 async fn all_endpoints_down_gives_up_with_the_reasons() {
+    let _deadline = common::deadline(Duration::from_secs(120));
     let mut m = Mock::start(|_, body| answer(body, &["never"]));
     let b = connect(&[&m]);
     m.kill();
+    let (busy, wall) = (runnable_ns(), Instant::now());
     let r = run(&b, 2, CancellationToken::new()).await;
-    let errs = failed(&r);
-    assert_eq!(errs.len(), 2, "{:?}", r.ends);
-    assert!(errs.iter().all(|e| e.contains("cannot connect") || e.contains("no endpoint is up")), "{errs:?}");
+    let (busy, wall) = (runnable_ns() - busy, wall.elapsed());
+    assert_eq!(r.ends.len(), 2, "{:?}", r.ends);
+    for e in &r.ends {
+        let End::Unavailable(msg) = e else { panic!("every candidate ends with the request: {:?}", r.ends) };
+        assert!(msg.contains("no endpoint came back within 2s") && msg.contains(&m.url()), "{msg}");
+        assert!(msg.contains("cannot connect"), "the endpoint's last error: {msg}");
+    }
     assert!(!b.endpoints()[0].up);
+    assert!(wall >= Duration::from_secs(2), "waited the configured time: {wall:?}");
+    #[allow(clippy::cast_precision_loss)]
+    let share = busy as f64 / wall.as_nanos() as f64;
+    eprintln!("waiting with every endpoint down: runnable {:.1} % of {wall:?}", share * 100.0);
+    assert!(share < 0.2, "the wait kept a core {:.0} % busy ({busy} ns over {wall:?})", share * 100.0);
 }
 
 #[test]
 fn start_up_reports_unreachable_endpoints() {
+    let _deadline = common::deadline(Duration::from_secs(120));
     let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = dead.local_addr().expect("addr").port();
     drop(dead);
@@ -393,6 +437,7 @@ fn start_up_reports_unreachable_endpoints() {
 
 #[tokio::test]
 async fn api_key_is_sent_as_a_bearer_token_and_never_shown() {
+    let _deadline = common::deadline(Duration::from_secs(120));
     let m = Mock::start(|_, body| answer(body, &["k"]));
     let mut opts = options(&[m.url()]);
     opts.api_key = Some(ApiKey("s3cret-key".into()));
@@ -407,6 +452,7 @@ async fn api_key_is_sent_as_a_bearer_token_and_never_shown() {
 /// time each, two endpoints finish the same candidates in about half the time of one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_paced_endpoints_take_half_the_time_of_one() {
+    let _deadline = common::deadline(Duration::from_secs(120));
     let paced = || {
         Mock::start(|_, _| Reply::Sse {
             blocks: (0..20).map(|i| token(0, &format!("t{i} "))).chain([finish(0, "stop")]).collect(),

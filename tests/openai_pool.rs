@@ -7,7 +7,9 @@ mod llama_server;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use common::OutputWithin;
 
 use lem_tui::backend::openai::{self, EndpointOptions, OpenAiOptions};
 use lem_tui::backend::{Backend, GenRequest, JobEvent, Message, Sampling};
@@ -24,6 +26,7 @@ const LONG: &str = "Write a long, detailed story about a lighthouse keeper who f
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_a_server_mid_stream_loses_and_duplicates_nothing() {
+    let _deadline = common::deadline(Duration::from_secs(600));
     let (a, mut b) = two_servers();
     let opts = OpenAiOptions {
         endpoints: [&a, &b].iter().map(|s| EndpointOptions { url: s.url(), concurrency: Some(2) }).collect(),
@@ -65,6 +68,7 @@ async fn killing_a_server_mid_stream_loses_and_duplicates_nothing() {
                 assert!(!text.trim().is_empty());
             }
             JobEvent::Failed { candidate, error } => panic!("candidate {candidate} lost: {error}"),
+            JobEvent::Unavailable { error } => panic!("A was up all along: {error}"),
             JobEvent::Prefilled { .. } => {}
         }
     }
@@ -81,6 +85,7 @@ async fn killing_a_server_mid_stream_loses_and_duplicates_nothing() {
 
 #[test]
 fn headless_run_survives_a_killed_endpoint_and_reports_it() {
+    let _deadline = common::deadline(Duration::from_secs(600));
     let (a, mut b) = two_servers();
     let probes: Vec<serde_json::Value> = (1..=4)
         .map(|i| serde_json::json!({"id": format!("L{i:02}"), "domain": "Story", "prompt": format!("{LONG} Chapter {i}.")}))
@@ -95,6 +100,7 @@ fn headless_run_survives_a_killed_endpoint_and_reports_it() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("runs");
+    let _watched = common::watch_child("lem-tui distill", &child, Some(root.path().join("lem-tui.log")));
     let stderr = child.stderr.take().expect("stderr");
     let mut lines = Vec::new();
     for line in BufReader::new(stderr).lines() {
@@ -121,4 +127,114 @@ fn headless_run_survives_a_killed_endpoint_and_reports_it() {
     let lesson = root.path().join("training/lem/model/smollm2/135m/lesson-0.jsonl");
     let kept = text.matches("✓ KEPT").count();
     assert_eq!(std::fs::read_to_string(lesson).expect("lesson").lines().count(), kept);
+}
+
+/// utime + stime of a process, in clock ticks (USER_HZ, 100 on Linux).
+fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+/// The only endpoint is killed mid-run (as a crashed server is): lem-tui waits for it with next
+/// to no CPU, stops within two minutes with the default `--endpoint-wait` (exit 75, naming the
+/// endpoint and its error), leaves only whole lines in the lesson file, and the same command
+/// finishes the run once a server is back on that address.
+#[test]
+fn the_only_endpoint_dying_stops_the_run_and_the_same_command_resumes_it() {
+    let _deadline = common::deadline(Duration::from_secs(600));
+    let _deadline = common::deadline(Duration::from_secs(900));
+    let model = common::model_path("smollm2/135m");
+    let mut srv = LlamaServer::start(&model, 1);
+    let (url, port) = (srv.url(), srv.port);
+    let probes: Vec<serde_json::Value> = (1..=4)
+        .map(|i| serde_json::json!({"id": format!("L{i:02}"), "domain": "Story", "prompt": format!("{LONG} Chapter {i}.")}))
+        .collect();
+    let root = common::scratch_root(&serde_json::to_string(&probes).expect("json"));
+    let command = || {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_lem-tui"));
+        c.current_dir(root.path())
+            .env("LEM_TUI_LOG", root.path().join("lem-tui.log"))
+            .env("LEM_TUI_STORE", root.path().join("store.db"))
+            .args(["distill", "--headless", "--probes", "probes.json", "--runs", "2", "--max-tokens", "200"])
+            .args(["--seed", "3", "--min-score", "1", "--concurrency", "1", "--endpoint", &url]);
+        c
+    };
+    let mut child = command().stderr(Stdio::piped()).spawn().expect("runs");
+    let _watched = common::watch_child("lem-tui distill", &child, Some(root.path().join("lem-tui.log")));
+    let pid = child.id();
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            let _ = tx.send(line.clone());
+        }
+    });
+    let mut lines = Vec::new();
+    // The first finished candidate: the next one is streaming now (one request at a time).
+    while let Ok(line) = rx.recv() {
+        let first = line.contains(" run 1/2 → ");
+        lines.push(line);
+        if first {
+            break;
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    srv.kill();
+    let killed = Instant::now();
+    // CPU over the wait, from a few seconds after the kill (the attempt that broke and its
+    // retries) to the last reading before the process exits.
+    std::thread::sleep(Duration::from_secs(3));
+    let first = (cpu_ticks(pid).expect("lem-tui is waiting"), Instant::now());
+    let mut last = first;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if let Some(t) = cpu_ticks(pid) {
+            last = (t, Instant::now());
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    let stopped_after = killed.elapsed();
+    reader.join().expect("reader");
+    lines.extend(rx.try_iter());
+    let text = lines.join("\n");
+    eprintln!("the stopped run ended with:\n{}", lines[lines.len().saturating_sub(4)..].join("\n"));
+    assert_eq!(status.code(), Some(75), "exit 75 when no endpoint comes back:\n{text}");
+    assert!(stopped_after < Duration::from_secs(120), "stopped {stopped_after:?} after the kill:\n{text}");
+    assert!(text.contains("no endpoint came back within 90s") && text.contains(&url), "{text}");
+    assert!(
+        ["stream broke", "cannot connect", "stream ended"].iter().any(|e| text.contains(&format!("{url}: {e}"))),
+        "the endpoint's last error is named:\n{text}"
+    );
+    let (ticks, wall) = (last.0 - first.0, last.1.duration_since(first.1));
+    assert!(wall > Duration::from_secs(60), "measured over most of the wait: {wall:?}");
+    #[allow(clippy::cast_precision_loss)]
+    let share = ticks as f64 / 100.0 / wall.as_secs_f64();
+    eprintln!("lem-tui waiting for an endpoint: {ticks} ticks over {wall:?} = {:.1} % of a core", share * 100.0);
+    assert!(share < 0.2, "lem-tui used {:.0} % of a core while waiting:\n{text}", share * 100.0);
+    let lesson = root.path().join("training/lem/model/smollm2/135m/lesson-0.jsonl");
+    let before = std::fs::read_to_string(&lesson).unwrap_or_default();
+    assert!(before.is_empty() || before.ends_with('\n'), "whole lines only: {before:?}");
+    for line in before.lines() {
+        serde_json::from_str::<serde_json::Value>(line).expect("each line is whole JSON");
+    }
+    let kept_before = text.matches("✓ KEPT").count();
+    assert_eq!(before.lines().count(), kept_before, "{text}");
+
+    // A server is back at the same address: the same command resumes and finishes the run.
+    let _srv = LlamaServer::start_on(&model, 1, false, Some(port));
+    let out = command().output_within(Duration::from_secs(400));
+    let again = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "exit {:?}\n{again}", out.status);
+    assert!(again.contains("resumed"), "{again}");
+    let decided_before = text.matches("✓ KEPT").count() + text.matches("✗ SKIP").count();
+    let decided_now = again.matches("✓ KEPT").count() + again.matches("✗ SKIP").count();
+    assert_eq!(decided_before + decided_now, 4, "every probe decided once:\n{text}\n---\n{again}");
+    let after = std::fs::read_to_string(&lesson).expect("lesson");
+    assert!(after.starts_with(&before), "lines already written stay as they were");
+    assert_eq!(after.lines().count(), kept_before + again.matches("✓ KEPT").count());
 }

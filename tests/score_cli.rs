@@ -1,7 +1,9 @@
 //! `lem-tui score` as a user runs it: JSONL in, the vectors' field names out, bad lines named.
 
+mod common;
 use std::io::Write;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/vectors/grammar-v3/");
 
@@ -15,6 +17,7 @@ fn score(args: &[&str], input: &str) -> (String, String, Option<i32>) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("runs");
+    let _watched = common::watch_child("lem-tui score", &child, None);
     child.stdin.take().expect("stdin").write_all(input.as_bytes()).expect("write");
     let out = child.wait_with_output().expect("waits");
     (
@@ -26,6 +29,7 @@ fn score(args: &[&str], input: &str) -> (String, String, Option<i32>) {
 
 #[test]
 fn scores_the_public_vectors_with_their_field_names_in_both_modes() {
+    let _deadline = common::deadline(Duration::from_secs(180));
     let inputs = std::fs::read_to_string(format!("{VECTORS}grammar-v3-inputs.jsonl")).expect("inputs");
     for (mode, file) in [("cold", "grammar-v3-expected.jsonl"), ("preloaded", "grammar-v3-expected-preloaded.jsonl")] {
         let expected = std::fs::read_to_string(format!("{VECTORS}{file}")).expect("expected");
@@ -54,6 +58,7 @@ fn scores_the_public_vectors_with_their_field_names_in_both_modes() {
 
 #[test]
 fn a_malformed_line_is_named_and_the_rest_are_scored() {
+    let _deadline = common::deadline(Duration::from_secs(180));
     let input = "{\"id\":\"a\",\"prompt\":\"Why?\",\"response\":\"Because the sky is blue.\"}\n{\"id\":\"b\",\"prompt\":\n\n{\"id\":\"c\",\"response\":\"We walked home.\"}\n";
     let (out, err, code) = score(&[], input);
     assert_eq!(code, Some(2), "non-zero exit when a line was bad");
@@ -65,6 +70,7 @@ fn a_malformed_line_is_named_and_the_rest_are_scored() {
 
 #[test]
 fn thresholds_change_the_sycophancy_flag() {
+    let _deadline = common::deadline(Duration::from_secs(180));
     let rec = "{\"id\":1,\"prompt\":\"The cat sat on the mat.\",\"response\":\"The cat sat on the mat.\"}\n";
     let (out, _, _) = score(&[], rec);
     assert!(out.contains("\"sycophantic\":true"), "{out}");

@@ -1,10 +1,13 @@
 //! `lem-tui export`: each format's records, the manifest and its hash, the seeded split,
 //! filters, and atomic replacement. The store is built through the library (store_fixture).
 
+mod common;
 mod store_fixture;
 
+use common::OutputWithin;
 use std::path::Path;
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use lem_tui::lesson::{TrainingExample, training_line};
 use serde_json::Value;
@@ -17,8 +20,7 @@ fn export(store: &Path, args: &[&str]) -> Output {
         .arg("--store")
         .arg(store)
         .env("LEM_TUI_LOG", store.with_extension("log"))
-        .output()
-        .expect("runs");
+        .output_within(Duration::from_secs(120));
     assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
     out
 }
@@ -38,6 +40,7 @@ fn manifest(path: &Path) -> Value {
 
 #[test]
 fn lesson_and_sft_exports_hold_kept_responses_once() {
+    let _deadline = common::deadline(Duration::from_secs(300));
     let dir = tempfile::tempdir().expect("tempdir");
     let db = store_fixture::build(dir.path());
     let out = dir.path().join("lesson.jsonl");
@@ -71,6 +74,7 @@ fn lesson_and_sft_exports_hold_kept_responses_once() {
 
 #[test]
 fn dpo_pairs_prefer_rejected_candidates_then_the_lowest_scored() {
+    let _deadline = common::deadline(Duration::from_secs(300));
     let dir = tempfile::tempdir().expect("tempdir");
     let db = store_fixture::build(dir.path());
     let out = dir.path().join("dpo.jsonl");
@@ -98,6 +102,7 @@ fn dpo_pairs_prefer_rejected_candidates_then_the_lowest_scored() {
 
 #[test]
 fn kto_labels_kept_true_and_rejected_or_gated_false() {
+    let _deadline = common::deadline(Duration::from_secs(300));
     let dir = tempfile::tempdir().expect("tempdir");
     let db = store_fixture::build(dir.path());
     let out = dir.path().join("kto.jsonl");
@@ -115,6 +120,7 @@ fn kto_labels_kept_true_and_rejected_or_gated_false() {
 
 #[test]
 fn a_seeded_split_is_reproducible_and_hashes_like_the_whole() {
+    let _deadline = common::deadline(Duration::from_secs(300));
     let dir = tempfile::tempdir().expect("tempdir");
     let db = store_fixture::build(dir.path());
     let whole = dir.path().join("kto.jsonl");
@@ -141,6 +147,7 @@ fn a_seeded_split_is_reproducible_and_hashes_like_the_whole() {
 
 #[test]
 fn filters_narrow_the_export_and_are_recorded() {
+    let _deadline = common::deadline(Duration::from_secs(300));
     let dir = tempfile::tempdir().expect("tempdir");
     let db = store_fixture::build(dir.path());
     let out = dir.path().join("f.jsonl");
@@ -159,8 +166,7 @@ fn filters_narrow_the_export_and_are_recorded() {
     let fail = Command::new(env!("CARGO_BIN_EXE_lem-tui"))
         .args(["export", "sft", "--out", o, "--model", "gemma3/27b", "--store"])
         .arg(&db)
-        .output()
-        .expect("runs");
+        .output_within(Duration::from_secs(120));
     assert!(!fail.status.success());
     assert!(String::from_utf8_lossy(&fail.stderr).contains("no session"), "{}", String::from_utf8_lossy(&fail.stderr));
     assert_eq!(records(&out).len(), 2, "a failed export leaves the previous file alone");
@@ -168,14 +174,14 @@ fn filters_narrow_the_export_and_are_recorded() {
 
 #[test]
 fn a_missing_store_is_a_clear_error() {
+    let _deadline = common::deadline(Duration::from_secs(300));
     let dir = tempfile::tempdir().expect("tempdir");
     let out = Command::new(env!("CARGO_BIN_EXE_lem-tui"))
         .args(["export", "lesson", "--out"])
         .arg(dir.path().join("x.jsonl"))
         .arg("--store")
         .arg(dir.path().join("none.sqlite3"))
-        .output()
-        .expect("runs");
+        .output_within(Duration::from_secs(120));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("no session store at") && err.contains("none.sqlite3"), "{err}");
     assert!(!dir.path().join("x.jsonl").exists() && !dir.path().join("none.sqlite3").exists());

@@ -20,6 +20,7 @@
 
 mod common;
 
+use common::OutputWithin;
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -103,6 +104,7 @@ fn killed_run(root: &Path, seed: u64, kill: &Kill) -> (bool, String) {
     };
     let undo = matches!(kill, Kill::Undo(_));
     let mut child = undo_command(root, failpoint, seed, undo).spawn().expect("spawns");
+    let _watched = common::watch_child("lem-tui distill (kill trial)", &child, Some(root.join("lem-tui.log")));
     let rx = lines(&mut child);
     let started = Instant::now();
     let limit = Duration::from_secs(600);
@@ -150,7 +152,7 @@ fn killed_run(root: &Path, seed: u64, kill: &Kill) -> (bool, String) {
 }
 
 fn resume(root: &Path, seed: u64) -> String {
-    let out = command(root, None, seed).output().expect("runs");
+    let out = command(root, None, seed).output_within(Duration::from_secs(600));
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "resume failed: {err}");
     err
@@ -279,6 +281,7 @@ impl Rng {
 
 #[test]
 fn sigkill_at_any_moment_loses_and_duplicates_nothing() {
+    let _deadline = common::deadline(Duration::from_secs(1800));
     common::model_path("smollm2/135m");
     let started = Instant::now();
     let mut trials: Vec<Trial> = Vec::new();

@@ -5,8 +5,10 @@
 
 mod common;
 
+use common::OutputWithin;
 use std::path::Path;
 use std::process::Command;
+use std::time::Duration;
 
 const PROBES: &str = r#"[
   {"id": "S1_TIDES", "prompt": "Explain how the moon causes tides."},
@@ -21,8 +23,7 @@ fn distill(root: &Path, extra: &[&str]) -> String {
         .args(["distill", "--headless", "--probes", "probes.json", "--output", "lesson.jsonl"])
         .args(["--runs", "2", "--max-tokens", "24", "--min-score", "1", "--threads", "2", "--seed", "5"])
         .args(extra)
-        .output()
-        .expect("runs");
+        .output_within(Duration::from_secs(600));
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(out.status.success(), "{extra:?}: {err}");
     err
@@ -34,6 +35,7 @@ fn lesson(root: &Path) -> String {
 
 #[test]
 fn a_session_resumes_dedups_and_exports_its_lesson_file() {
+    let _deadline = common::deadline(Duration::from_secs(900));
     common::model_path("smollm2/135m");
     let root = common::scratch_root(PROBES);
     let r = root.path();
@@ -63,8 +65,7 @@ fn a_session_resumes_dedups_and_exports_its_lesson_file() {
         .arg(&exported)
         .arg("--store")
         .arg(r.join("store.sqlite3"))
-        .output()
-        .expect("runs");
+        .output_within(Duration::from_secs(600));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(std::fs::read_to_string(&exported).expect("exported"), text);
 

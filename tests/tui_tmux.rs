@@ -7,6 +7,7 @@
 
 mod common;
 
+use common::OutputWithin;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -22,7 +23,7 @@ struct Tmux {
 
 impl Tmux {
     fn cmd(&self, args: &[&str]) -> std::process::Output {
-        Command::new("tmux").arg("-L").arg(&self.socket).args(args).output().expect("tmux runs")
+        Command::new("tmux").arg("-L").arg(&self.socket).args(args).output_within(Duration::from_secs(120))
     }
 
     fn screen(&self) -> String {
@@ -74,6 +75,7 @@ fn shell_quote(p: &Path) -> String {
 
 #[test]
 fn review_session_in_a_real_terminal() {
+    let _deadline = common::deadline(Duration::from_secs(600));
     common::model_path("smollm2/135m");
     let root = common::scratch_root(PROBES);
     let dir = root.path();
@@ -95,6 +97,8 @@ fn review_session_in_a_real_terminal() {
     )
     .expect("script");
     let tmux = Tmux { socket: format!("lem-tui-test-{}", std::process::id()) };
+    let stop = ["tmux", "-L", &tmux.socket, "kill-server"].map(String::from).to_vec();
+    let _watched = common::watch("tmux (lem-tui in review mode)", stop, Some(dir.join("lem-tui.log")));
     let script_arg = format!("sh {}", shell_quote(&script));
     let out = tmux.cmd(&["new-session", "-d", "-s", "lem", "-x", "100", "-y", "30", &script_arg]);
     assert!(out.status.success(), "tmux new-session: {}", String::from_utf8_lossy(&out.stderr));
@@ -174,6 +178,7 @@ fn review_session_in_a_real_terminal() {
 /// model is loaded; headless review mode is refused too (nobody could answer it).
 #[test]
 fn no_terminal_means_a_hint_not_a_garbled_file() {
+    let _deadline = common::deadline(Duration::from_secs(600));
     let root = common::scratch_root(PROBES);
     let run = |args: &[&str]| {
         let out = Command::new(env!("CARGO_BIN_EXE_lem-tui"))
@@ -181,8 +186,7 @@ fn no_terminal_means_a_hint_not_a_garbled_file() {
             .env("LEM_TUI_LOG", root.path().join("lem-tui.log"))
             .args(["distill", "--probes", "probes.json"])
             .args(args)
-            .output()
-            .expect("runs");
+            .output_within(Duration::from_secs(120));
         (
             out.status.success(),
             String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -61,6 +61,8 @@ pub struct OpenAiOptions {
     pub concurrency: u32,
     pub timeouts: Timeouts,
     pub max_attempts: u32,
+    /// How long a request waits while no endpoint is up before it ends with
+    /// [`JobEvent::Unavailable`] (`--endpoint-wait`).
     pub give_up: Duration,
     pub stop: Vec<String>,
     /// Ask for several candidates in one request (`n`) where the server honours it.
@@ -77,7 +79,9 @@ impl Default for OpenAiOptions {
             concurrency: 4,
             timeouts: Timeouts::default(),
             max_attempts: 4,
-            give_up: Duration::from_secs(120),
+            // With the first probe after 1 s and backoff capped at 30 s, an endpoint down this
+            // long has been asked at least four times; the whole stop fits in two minutes.
+            give_up: Duration::from_secs(90),
             stop: Vec::new(),
             batch_n: true,
             limits: Limits::default(),

@@ -14,6 +14,7 @@
 //!   api_key_env: VLLM_API_KEY
 //!   concurrency: 8
 //!   timeouts: { connect: 10, first_byte: 300, idle: 60 }
+//!   endpoint_wait: 90   # seconds with no endpoint up before the run stops (exit 75)
 //! ```
 
 use std::fmt;
@@ -46,6 +47,9 @@ pub struct ApiConfig {
     /// Ask for a probe's candidates in one request (`n`) where the server honours it.
     #[serde(default)]
     pub batch_n: Option<bool>,
+    /// Seconds to wait for an endpoint to come back while none is up before the run stops.
+    #[serde(default, deserialize_with = "opt_seconds")]
+    pub endpoint_wait: Option<f64>,
 }
 
 /// One endpoint: a URL, or `{url, concurrency}`.
@@ -221,13 +225,14 @@ mod tests {
         let c = parse(
             "endpoints:\n  - http://a:8000/v1\n  - {url: 'http://b:8000', concurrency: 16}\nmodel: m\n\
              api_key_env: VLLM_API_KEY\nconcurrency: 8\ntimeouts: {connect: 2, first_byte: 30.5}\nmax_attempts: 3\n\
-             stop: ['</s>']\nbatch_n: false\n",
+             stop: ['</s>']\nbatch_n: false\nendpoint_wait: 30\n",
         )
         .expect("valid");
         assert_eq!(c.endpoints[1], ApiEndpoint { url: "http://b:8000".into(), concurrency: Some(16) });
         assert_eq!((c.concurrency, c.max_attempts, c.batch_n), (Some(8), Some(3), Some(false)));
         assert_eq!((c.timeouts.first_byte, c.timeouts.idle), (Some(30.5), None));
         assert_eq!(c.api_key_env.as_deref(), Some("VLLM_API_KEY"));
+        assert_eq!(c.endpoint_wait, Some(30.0));
     }
 
     #[test]

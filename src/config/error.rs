@@ -13,7 +13,7 @@ pub enum ConfigError {
     },
 
     #[error(
-        "model config {} not found (--model {model}); available: {}",
+        "model config {} not found (--model {model}); available: {} (pass one of them, or add the file)",
         path.display(),
         list_or_none(available)
     )]
@@ -34,7 +34,7 @@ pub enum ConfigError {
     /// `kernel:` or `signature:` names a file that exists neither relative to the working
     /// directory nor under the project root.
     #[error(
-        "{field} file `{value}` (from {}) not found; tried {}",
+        "{field} file `{value}` (from {}) not found; tried {} (put the file there, or fix `{field}:` in that file)",
         config.display(),
         tried.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" and ")
     )]

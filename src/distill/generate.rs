@@ -81,6 +81,7 @@ impl Run {
                 self.emit(EngineEvent::Restarted { probe: i, run: run0 + candidate, reason }).await;
                 return Ok(());
             }
+            JobEvent::Unavailable { error } => return Err(DistillError::Unavailable(error)),
             JobEvent::Done { candidate, text, finish, metrics } => {
                 let outcome =
                     if finish == FinishReason::Cancelled { Outcome::Cancelled } else { self.score(prompt, &text) };

@@ -14,7 +14,8 @@ pub enum ProbeError {
 
     /// `available` is `None` when probes.yaml does not exist.
     #[error(
-        "`{spec}` is neither a probe set in {} ({}) nor a file",
+        "`{spec}` is neither a probe set in {} ({}) nor a file; pass --probes a set name or the path of a JSON \
+         array of {{id, domain, prompt}}",
         probes_yaml.display(),
         match available {
             None => "file not found".to_owned(),
@@ -34,7 +35,7 @@ pub enum ProbeError {
     },
 
     #[error(
-        "probe set `{set}`: file `{file}` not found; tried {}",
+        "probe set `{set}`: file `{file}` not found; tried {} (fix the set's `files` in probes.yaml)",
         tried.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" and ")
     )]
     SetFileMissing { set: String, file: String, tried: Vec<PathBuf> },

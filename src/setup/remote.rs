@@ -42,6 +42,7 @@ pub fn plan(args: &DistillArgs, resolved: &Resolved, limits: Limits) -> anyhow::
     o.max_attempts = api.max_attempts.unwrap_or(o.max_attempts);
     o.stop = api.stop;
     o.batch_n = api.batch_n.unwrap_or(o.batch_n);
+    o.give_up = args.endpoint_wait.map(|s| Duration::from_secs(s.into())).unwrap_or(secs(api.endpoint_wait, o.give_up));
     Ok(Remote { options: o, key_env: api.api_key_env })
 }
 

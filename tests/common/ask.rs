@@ -44,7 +44,7 @@ pub fn ask(backend: &dyn Backend, req: GenRequest, cancel_after: Option<usize>) 
                 a.finish[candidate as usize] = Some(finish);
                 a.metrics[candidate as usize] = metrics;
             }
-            JobEvent::Failed { error, .. } => a.failures.push(error),
+            JobEvent::Failed { error, .. } | JobEvent::Unavailable { error } => a.failures.push(error),
             // In-process engines never retry a candidate elsewhere; a restart here would be a bug.
             JobEvent::Restart { candidate, reason } => panic!("unexpected restart of {candidate}: {reason}"),
         }

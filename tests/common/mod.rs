@@ -2,6 +2,10 @@
 #![allow(dead_code)]
 
 pub mod ask;
+pub mod deadline;
+
+#[allow(unused_imports)] // each test crate uses its own part
+pub use deadline::{OutputWithin, deadline, watch, watch_child};
 
 use std::path::{Path, PathBuf};
 

@@ -16,6 +16,8 @@ pub struct LlamaServer {
     pub port: u16,
     child: Child,
     pub log: PathBuf,
+    /// The test's watchdog (tests/common/deadline.rs) kills it and prints its log on a hang.
+    _watched: crate::common::deadline::Registration,
     _dir: tempfile::TempDir,
 }
 
@@ -65,9 +67,14 @@ impl LlamaServer {
 
     /// `interrupt`: keep the server's default of ending a stream when another request arrives.
     pub fn start_with(model: &Path, threads: u32, interrupt: bool) -> Self {
+        Self::start_on(model, threads, interrupt, None)
+    }
+
+    /// A server on `port` (one that died there, started again), or on a free port.
+    pub fn start_on(model: &Path, threads: u32, interrupt: bool, fixed: Option<u16>) -> Self {
         require_server_package();
         for _ in 0..5 {
-            let port = free_port();
+            let port = fixed.unwrap_or_else(free_port);
             let dir = tempfile::tempdir().expect("tempdir");
             let log = dir.path().join("server.log");
             let out = std::fs::File::create(&log).expect("log file");
@@ -90,7 +97,9 @@ impl LlamaServer {
                 .stderr(err)
                 .spawn()
                 .expect("python3 runs");
-            let mut server = Self { port, child, log: log.clone(), _dir: dir };
+            let watched =
+                crate::common::watch_child(format!("llama_cpp.server on port {port}"), &child, Some(log.clone()));
+            let mut server = Self { port, child, log: log.clone(), _watched: watched, _dir: dir };
             let deadline = Instant::now() + Duration::from_secs(120);
             loop {
                 // Uvicorn binds after the model loads; until its banner shows, an answer on
@@ -100,7 +109,9 @@ impl LlamaServer {
                 }
                 if let Ok(Some(status)) = server.child.try_wait() {
                     let text = std::fs::read_to_string(&log).unwrap_or_default();
-                    if text.contains("address already in use") || text.contains("Errno 98") {
+                    let taken = text.contains("address already in use") || text.contains("Errno 98");
+                    assert!(!taken || fixed.is_none(), "port {port} is taken:\n{text}");
+                    if taken {
                         break;
                     }
                     panic!("llama_cpp.server exited ({status}) before answering:\n{text}");

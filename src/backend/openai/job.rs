@@ -36,7 +36,8 @@ pub struct JobConfig {
     /// Failed attempts after which a candidate fails (rejections of `n` or optional fields,
     /// which change the request, do not count).
     pub max_attempts: u32,
-    /// How long candidates wait while every endpoint is down before they fail.
+    /// How long a request waits while every endpoint is down before it ends with
+    /// [`JobEvent::Unavailable`].
     pub give_up: Duration,
 }
 
@@ -50,7 +51,8 @@ struct Flight {
     _slots: Slots,
 }
 
-/// The events' receiver is gone: nobody wants the rest.
+/// The job is over: the events' receiver is gone (nobody wants the rest), or it said
+/// [`JobEvent::Unavailable`].
 struct Gone;
 
 pub struct Job {
@@ -114,6 +116,8 @@ impl Job {
             if self.check_stalled().await.is_err() {
                 return;
             }
+            // With nothing to wake for, only a message, a freed slot or an endpoint coming back
+            // (the pool's notification) moves the job on.
             let wake = self.next_wake().unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             let step = tokio::select! {
                 biased;
@@ -194,7 +198,9 @@ impl Job {
         self.tasks.spawn(attempt.run(self.tx.clone(), self.cancel.child_token()));
     }
 
-    /// Fails the waiting candidates once every endpoint has been down for `give_up`.
+    /// Ends the request once every endpoint has been down for `give_up` with candidates
+    /// waiting: the caller stops its run rather than record failures a later run would have
+    /// to redo.
     async fn check_stalled(&mut self) -> Result<(), Gone> {
         let waiting = self.cands.iter().any(|c| !c.done && c.attempt.is_none());
         if !waiting || !self.flights.is_empty() || self.pool.any_alive() {
@@ -206,17 +212,28 @@ impl Job {
         if now.duration_since(since) < self.cfg.give_up {
             return Ok(());
         }
-        let error = format!("no endpoint is up ({}); waited {:?}", self.pool.down_report(), self.cfg.give_up);
-        for c in 0..self.cands.len() {
-            if !self.cands[c].done && self.cands[c].attempt.is_none() {
-                self.fail(c, error.clone()).await?;
-            }
-        }
-        Ok(())
+        let error = format!(
+            "no endpoint came back within {}s: {}",
+            self.cfg.give_up.as_secs_f64().round(),
+            self.pool.down_report()
+        );
+        tracing::error!(%error, "giving up on the request");
+        self.emit(JobEvent::Unavailable { error }).await?;
+        Err(Gone)
     }
 
     fn next_wake(&self) -> Option<Instant> {
-        let retry = self.cands.iter().filter(|c| !c.done && c.attempt.is_none()).filter_map(|c| c.not_before).min();
+        // Only backoffs still to come: one already past is a candidate waiting for a slot or
+        // an endpoint, which the pool's notification announces. (Waking for a past instant
+        // would make this loop spin at 100 % of a core while every endpoint is down.)
+        let now = Instant::now();
+        let retry = self
+            .cands
+            .iter()
+            .filter(|c| !c.done && c.attempt.is_none())
+            .filter_map(|c| c.not_before)
+            .filter(|&t| t > now)
+            .min();
         let give_up = self.stalled_since.map(|s| s + self.cfg.give_up);
         [retry, self.pool.next_wake(), give_up].into_iter().flatten().min()
     }

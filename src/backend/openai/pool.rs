@@ -240,12 +240,14 @@ impl Pool {
         self.lock().iter().any(|s| !matches!(s.health, Health::Down))
     }
 
-    /// When the first resting endpoint may take work again.
+    /// When the first resting endpoint may take work again; never an instant already past
+    /// (a waiter would wake for it again and again).
     pub fn next_wake(&self) -> Option<Instant> {
+        let now = Instant::now();
         self.lock()
             .iter()
             .filter_map(|s| match s.health {
-                Health::Resting(until) => Some(until),
+                Health::Resting(until) if until > now => Some(until),
                 _ => None,
             })
             .min()
@@ -258,7 +260,12 @@ impl Pool {
             .iter()
             .zip(&self.endpoints)
             .filter(|(s, _)| matches!(s.health, Health::Down))
-            .map(|(s, e)| format!("{}: {}", e.url, s.last_error.as_deref().unwrap_or("down")))
+            .map(|(s, e)| {
+                let error = s.last_error.as_deref().unwrap_or("down");
+                // Errors recorded by a request already start with the endpoint's URL.
+                let error = error.strip_prefix(e.url.as_str()).and_then(|r| r.strip_prefix(": ")).unwrap_or(error);
+                format!("{}: {error}", e.url)
+            })
             .collect();
         parts.join("; ")
     }
@@ -384,14 +391,16 @@ mod tests {
     async fn down_and_resting_endpoints_get_no_work() {
         let p = pool(&[4, 4]);
         let now = Instant::now();
-        p.failed(0, true, "connection refused");
+        p.failed(0, true, "http://127.0.0.1:9000/v1: connection refused");
         assert!((0..4).all(|_| p.acquire(now) == Some(1)));
         assert!(p.any_alive());
-        assert!(p.down_report().contains("9000/v1: connection refused"));
+        assert_eq!(p.down_report(), "http://127.0.0.1:9000/v1: connection refused", "the URL once");
         let q = pool(&[1]);
         q.rest(0, now + Duration::from_secs(2), "429");
         assert_eq!(q.acquire(now), None);
         assert_eq!(q.next_wake(), Some(now + Duration::from_secs(2)));
+        q.rest(0, now - Duration::from_millis(1), "429");
+        assert_eq!(q.next_wake(), None, "a rest already over is no reason to wake");
         assert_eq!(q.acquire(now + Duration::from_secs(3)), Some(0));
         for _ in 0..DOWN_AFTER {
             q.failed(0, false, "HTTP 500");
