@@ -121,6 +121,19 @@ def tensors(cfg: dict):
     yield "model.norm.weight", (h,), "norm"
 
 
+def expected_bytes(cfg: dict, variant: str) -> int:
+    total = 0
+    for _, shape, kind in tensors(cfg):
+        n = 1
+        for d in shape:
+            n *= d
+        if variant == "bf16" or kind.endswith("norm"):
+            total += 2 * n
+        else:  # 4-bit weights, plus a bf16 scale and bias per group
+            total += n // 2 + 4 * n // GROUP
+    return total
+
+
 def draw(name: str, shape: tuple, kind: str, seed: int, tokenizer_ids: int) -> mx.array:
     digest = hashlib.sha256(f"{seed}/{name}".encode()).digest()
     key = mx.random.key(int.from_bytes(digest[:4], "little"))
@@ -215,6 +228,11 @@ def make(arch: str, variants: list[str], root: Path, seed: int, tokenizer: Path)
             say(f"{d}: done before")
     if not todo:
         return list(outs.values())
+    need = sum(expected_bytes(cfg, v) for v in todo) + (40 << 20) * len(todo)
+    free = shutil.disk_usage(root).free
+    if need > free:
+        sys.exit(f"mlx_random_checkpoint: gemma3-{arch} {','.join(todo)} needs {need / 2**30:.1f} GiB, "
+                 f"{root} has {free / 2**30:.1f} GiB free")
     writers = {}
     ids = 0
     for v, d in todo.items():
