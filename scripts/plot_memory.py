@@ -7,8 +7,8 @@
 Each input is `lem-tui distill --headless --memory-log FILE`: one JSON line per decided probe,
 {"seq", "probe", "t_s", "rss", "mlx": {"active", "cache", "peak", ...}, "kv", "limits":
 {"cache_bytes", "memory_bytes"}} (scripts/mlx-cuda memory writes both runs). A panel per run:
-MLX active, cache and peak (peak is reset per probe) in GiB against the probe number, the cache
-limit as a dashed line, and, where `RUN-smi.csv` sits beside the JSONL (nvidia-smi's
+MLX active, cache (after the probe and, where logged, `cache_high`, its highest reading during
+the probe) and peak (reset per probe) in GiB against the probe number, the cache limit dashed, and, where `RUN-smi.csv` sits beside the JSONL (nvidia-smi's
 `pid, used_memory` MiB every 0.5 s), the driver's figure for the process at the probe's time.
 
 Printed (and written with --summary) per run: the highest cache reading, whether it stayed under
@@ -64,12 +64,14 @@ def read_smi(path: Path):
 
 def label(run: dict) -> str:
     lim = run["cache_limit"]
-    return f"cache_limit {lim / 1e9:.0f} GB" if lim else "no cache limit"
+    return f"cache_limit {lim / GIB:g} GiB" if lim else "no cache limit"
 
 
 def summary(run: dict) -> dict:
     rows = run["rows"]
-    cache = [r["mlx"]["cache"] for r in rows]
+    # The backend may hand the cache back after each probe; its highest reading within the probe
+    # (`cache_high`) is the one a limit has to bound.
+    cache = [max(r["mlx"]["cache"], r["mlx"].get("cache_high", 0)) for r in rows]
     peaks = [r["mlx"]["peak"] for r in rows[9:]]
     out = {
         "run": str(run["path"]),
@@ -108,11 +110,16 @@ def main() -> None:
     for ax, run in zip(axes[0], runs):
         rows = run["rows"]
         x = [r.get("seq", i + 1) for i, r in enumerate(rows)]
-        for key, colour in (("active", "tab:blue"), ("cache", "tab:orange"), ("peak", "tab:red")):
+        series = [("active", "MLX active", "tab:blue"), ("cache", "MLX cache (after the probe)", "tab:orange")]
+        if all("cache_high" in r["mlx"] for r in rows):
+            series.append(("cache_high", "MLX cache (highest in the probe)", "tab:brown"))
+        series.append(("peak", "MLX peak", "tab:red"))
+        for key, name, colour in series:
             y = [r["mlx"][key] / GIB for r in rows]
             top = max(top, *y)
-            ax.plot(x, y, label=f"MLX {key}", color=colour, linewidth=1.6, marker="." if len(x) < 120 else None)
+            ax.plot(x, y, label=name, color=colour, linewidth=1.6, marker="." if len(x) < 120 else None)
         if run["cache_limit"]:
+            top = max(top, run["cache_limit"] / GIB)
             ax.axhline(run["cache_limit"] / GIB, color="tab:orange", linestyle="--", linewidth=1, label="cache limit")
         if run["smi"] and all("t_s" in r for r in rows):
             # The driver's reading nearest each probe's time (the sampler started with lem-tui).
