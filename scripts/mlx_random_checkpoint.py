@@ -9,8 +9,8 @@ chat template). Only the weights are random; shapes, dtypes, names and the quant
 (uint32 weights + bf16 `scales`/`biases`, group 64, 4 bits, the embedding too, tied lm_head) are
 those of the real architecture, so speed and memory are the real model's.
 
-  python3 scripts/mlx_random_checkpoint.py --arch 1b,4b --variants bf16,4bit --out /tmp/ckpt
-  -> /tmp/ckpt/gemma3-1b-bf16, /tmp/ckpt/gemma3-1b-4bit, ...
+  python3 scripts/mlx_random_checkpoint.py 1b 4b 12b:4bit 27b:4bit --out /tmp/ckpt [--check 8]
+  -> /tmp/ckpt/gemma3-1b-bf16, /tmp/ckpt/gemma3-1b-4bit, ..., /tmp/ckpt/gemma3-27b-4bit
 
 Weights are drawn tensor by tensor with `mx.random` (on the GPU when MLX has one), written to
 the shard being filled and, for 4-bit, quantized per tensor with `mx.quantize`: no more than one
@@ -295,25 +295,33 @@ def check(path: Path, max_tokens: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--arch", default="1b", help=f"comma-separated: {', '.join(ARCHS)}")
+    ap.add_argument("specs", nargs="*", metavar="ARCH[:VARIANTS]",
+                    help="e.g. 1b 4b:bf16 27b:4bit (variants comma-separated; default --variants)")
+    ap.add_argument("--arch", help=f"comma-separated, same as specs: {', '.join(ARCHS)}")
     ap.add_argument("--variants", default="bf16,4bit", help="comma-separated: bf16, 4bit")
     ap.add_argument("--out", default="/tmp/ckpt", type=Path)
     ap.add_argument("--seed", default=0, type=int)
     ap.add_argument("--tokenizer", help="folder with tokenizer.json[.xz] and tokenizer_config.json[.xz]")
     ap.add_argument("--check", type=int, default=0, metavar="N", help="then load each with mlx_lm and generate N tokens")
     args = ap.parse_args()
-    archs = [a for a in args.arch.split(",") if a]
-    variants = [v for v in args.variants.split(",") if v]
-    for a in archs:
-        if a not in ARCHS:
-            sys.exit(f"mlx_random_checkpoint: --arch {a}: not one of {', '.join(ARCHS)}")
-    for v in variants:
-        if v not in ("bf16", "4bit"):
-            sys.exit(f"mlx_random_checkpoint: --variants {v}: not bf16 or 4bit")
+    specs = list(args.specs) + [a for a in (args.arch or "").split(",") if a]
+    if not specs:
+        ap.error("name at least one architecture")
+    jobs = []
+    for spec in specs:
+        arch, _, vs = spec.partition(":")
+        variants = [v for v in (vs or args.variants).split(",") if v]
+        if arch not in ARCHS:
+            sys.exit(f"mlx_random_checkpoint: {spec}: {arch} is not one of {', '.join(ARCHS)}")
+        for v in variants:
+            if v not in ("bf16", "4bit"):
+                sys.exit(f"mlx_random_checkpoint: {spec}: variant {v} is not bf16 or 4bit")
+        jobs.append((arch, variants))
     tokenizer = find_tokenizer(args.tokenizer)
     args.out.mkdir(parents=True, exist_ok=True)
-    for a in archs:
-        for path in make(a, variants, args.out, args.seed, tokenizer):
+    # One process for all: MLX compiles its GPU kernels once, not once per checkpoint.
+    for arch, variants in jobs:
+        for path in make(arch, variants, args.out, args.seed, tokenizer):
             if args.check:
                 check(path, args.check)
             print(path, flush=True)
