@@ -454,7 +454,7 @@ impl Run {
             self.settings.paused = true;
             let reason = format!(
                 "process memory {} MiB is over the limit of {} MiB: paused (raise the limit or resume)",
-                m.rss / crate::backend::memory::MIB,
+                m.used() / crate::backend::memory::MIB,
                 m.limits.memory_bytes / crate::backend::memory::MIB,
             );
             tracing::warn!("{reason}");
