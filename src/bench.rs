@@ -97,10 +97,9 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Outcome> {
 }
 
 fn run_llama(args: &BenchArgs, prepared: &setup::Prepared) -> anyhow::Result<Report> {
-    let prepared = prepared;
     let mut say = |s: &str| eprintln!("{s}");
-    let gguf = setup::gguf_path(&prepared, &mut say)?;
-    let backend = setup::start_backend(&prepared, &mut say)?;
+    let gguf = setup::gguf_path(prepared, &mut say)?;
+    let backend = setup::start_backend(prepared, &mut say)?;
     let prompts: Vec<String> = prepared.probes.iter().take(args.prompts.max(1)).map(|p| p.prompt.clone()).collect();
     let max_tokens = if args.distill.max_tokens > 0 { args.distill.max_tokens } else { 128 };
     let sampling =

@@ -344,11 +344,8 @@ impl EngineConfig {
     ) {
         let started = Instant::now();
         let n = req.n.max(1);
-        let fail_all = |error: String| {
-            for candidate in 0..n {
-                let _ = events.blocking_send(JobEvent::Failed { candidate, error: error.clone() });
-            }
-        };
+        let all: Vec<u32> = (0..n).collect();
+        let fail_all = |error: String| candidate::failed(events, &all, &error);
         let prompt = match self.render(model, &req) {
             Ok(p) => p,
             Err(e) => return fail_all(e),
@@ -395,7 +392,6 @@ impl EngineConfig {
                 return fail_all(format!("prefill: {e}"));
             }
             if cancel.is_cancelled() {
-                let all: Vec<u32> = (0..n).collect();
                 return candidate::cancelled(events, &all, prompt_len, started);
             }
         }
