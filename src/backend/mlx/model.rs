@@ -230,6 +230,8 @@ struct Attention {
     o: Linear,
     q_norm: Option<RmsNorm>,
     k_norm: Option<RmsNorm>,
+    /// q/k norms applied after the heads are transposed (Gemma 3), not before (Qwen 3).
+    norm_transposed: bool,
     heads: i32,
     kv_heads: i32,
     scale: f32,
@@ -241,11 +243,13 @@ impl Attention {
         let (b, l) = (x.shape()[0], x.shape()[1]);
         let split = |t: Array, heads: i32, norm: Option<&RmsNorm>| -> R<Array> {
             let t = reshape(&t, &[b, l, heads, -1])?;
-            let t = match norm {
-                Some(n) => n.forward(&t)?,
-                None => t,
-            };
-            transpose_axes(&t, &[0, 2, 1, 3])
+            // mlx-lm's order: Gemma 3 normalises the transposed heads, Qwen 3 before the
+            // transpose. Same arithmetic, but not always the same kernels on a GPU.
+            match norm {
+                Some(n) if self.norm_transposed => n.forward(&transpose_axes(&t, &[0, 2, 1, 3])?),
+                Some(n) => transpose_axes(&n.forward(&t)?, &[0, 2, 1, 3]),
+                None => transpose_axes(&t, &[0, 2, 1, 3]),
+            }
         };
         let q = split(self.q.forward(x)?, self.heads, self.q_norm.as_ref())?;
         let k = split(self.k.forward(x)?, self.kv_heads, self.k_norm.as_ref())?;
@@ -360,6 +364,7 @@ impl Model {
                 o: Linear::load(ws, &format!("{a}.o_proj"), &cfg, false)?,
                 q_norm: if qk_norm { Some(RmsNorm::load(ws, &format!("{a}.q_norm"), &cfg)?) } else { None },
                 k_norm: if qk_norm { Some(RmsNorm::load(ws, &format!("{a}.k_norm"), &cfg)?) } else { None },
+                norm_transposed: gemma,
                 heads: cfg.heads,
                 kv_heads: cfg.kv_heads,
                 scale: cfg.attention_scale,
