@@ -5,6 +5,8 @@
 //! MLX) own their model on one dedicated OS thread (see [`worker`]); the HTTP backend is
 //! natively async but emits the same events. Cancellation is checked between tokens.
 
+#[cfg(any(mlx, feature = "llama"))]
+mod candidate;
 pub mod memory;
 pub mod mlx;
 pub mod none;

@@ -1,6 +1,7 @@
 //! `lem-tui bench`: lem-tui's llama.cpp backend against a peer, on the same GGUF, threads,
 //! prompts and sampling, in one invocation (these machines are noisy; only side-by-side
-//! figures mean anything).
+//! figures mean anything). An MLX checkpoint (`--backend mlx`) is measured against mlx-lm
+//! instead ([`mlx`]).
 //!
 //! Every candidate runs to exactly `max_tokens` (end-of-generation tokens are suppressed on
 //! both sides) so the work is identical. lem-tui decodes a probe's N candidates as one batch;
@@ -13,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -21,7 +22,10 @@ use crate::backend::{Backend, GenRequest, JobEvent, Message, Sampling};
 use crate::cli::BenchArgs;
 use crate::setup;
 
-#[derive(Clone, Debug, Default, Serialize)]
+#[cfg(mlx)]
+pub mod mlx;
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Figures {
     pub n: u32,
     /// Mean wall time to produce all N candidates of one probe.
@@ -33,7 +37,7 @@ pub struct Figures {
     pub ttft_ms: f64,
     pub prefill_tok_s: f64,
     /// Prompt length of each probe, in tokens (what a peer without the GGUF's tokenizer matches).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub prompt_tokens: Vec<u32>,
 }
 
@@ -57,11 +61,45 @@ pub struct PeerReport {
     pub figures: Vec<Figures>,
 }
 
-pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
+/// What a bench run measured: lem-tui's llama.cpp backend against llama-cpp-python, or its
+/// MLX backend against mlx-lm.
+pub enum Outcome {
+    Llama(Report),
+    #[cfg(mlx)]
+    Mlx(mlx::MlxReport),
+}
+
+impl Outcome {
+    pub fn table(&self) -> String {
+        match self {
+            Self::Llama(r) => table(r),
+            #[cfg(mlx)]
+            Self::Mlx(r) => mlx::table(r),
+        }
+    }
+
+    pub fn json(&self) -> serde_json::Result<String> {
+        match self {
+            Self::Llama(r) => serde_json::to_string_pretty(r),
+            #[cfg(mlx)]
+            Self::Mlx(r) => serde_json::to_string_pretty(r),
+        }
+    }
+}
+
+pub fn run(args: &BenchArgs) -> anyhow::Result<Outcome> {
     let prepared = setup::prepare(&args.distill)?;
+    #[cfg(mlx)]
+    if prepared.backend == setup::BackendKind::Mlx {
+        return mlx::run(args, &prepared).map(Outcome::Mlx);
+    }
+    run_llama(args, &prepared).map(Outcome::Llama)
+}
+
+fn run_llama(args: &BenchArgs, prepared: &setup::Prepared) -> anyhow::Result<Report> {
     let mut say = |s: &str| eprintln!("{s}");
-    let gguf = setup::gguf_path(&prepared, &mut say)?;
-    let backend = setup::start_backend(&prepared, &mut say)?;
+    let gguf = setup::gguf_path(prepared, &mut say)?;
+    let backend = setup::start_backend(prepared, &mut say)?;
     let prompts: Vec<String> = prepared.probes.iter().take(args.prompts.max(1)).map(|p| p.prompt.clone()).collect();
     let max_tokens = if args.distill.max_tokens > 0 { args.distill.max_tokens } else { 128 };
     let sampling =
@@ -83,7 +121,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<Report> {
         None
     } else {
         eprintln!("peer: llama-cpp-python, N={ns:?}");
-        Some(run_peer(args, &gguf, &prepared, &prompts, sampling, &lem)?)
+        Some(run_peer(args, &gguf, prepared, &prompts, sampling, &lem)?)
     };
     Ok(Report {
         model: args.distill.model.clone(),

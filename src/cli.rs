@@ -67,9 +67,19 @@ pub struct BenchArgs {
     /// How many probes of the set to use.
     #[arg(long, default_value_t = 3)]
     pub prompts: usize,
-    /// Python interpreter for the llama-cpp-python peer, or `none`.
+    /// Python interpreter for the peer (llama-cpp-python; mlx-lm for `--backend mlx`), or `none`.
     #[arg(long, default_value = "python3")]
     pub peer: String,
+    /// The MLX peer's script (default: <root>/scripts/peer_mlx_lm.py).
+    #[arg(long, value_name = "FILE")]
+    pub peer_script: Option<PathBuf>,
+    /// MLX: sampling modes to measure (greedy; sampled = LEM's temperature 0.8, top-k 40,
+    /// top-p 0.95, repeat penalty 1.1).
+    #[arg(long, value_delimiter = ',', default_value = "greedy,sampled")]
+    pub modes: Vec<String>,
+    /// MLX: greedy token ids of the first prompt compared with the peer's (0 = skip).
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub ids: usize,
     /// Also write the figures as JSON.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -128,6 +138,10 @@ pub struct DistillArgs {
     /// Run without the screen: LEM's progress lines on stderr.
     #[arg(long)]
     pub headless: bool,
+    /// Headless: append the backend's memory readings (MLX active / cache / peak, RSS) as one
+    /// JSON line per decided probe to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub memory_log: Option<PathBuf>,
     /// Who decides what is kept: review (the operator; the workbench's default) or auto (LEM's
     /// gate; the headless default).
     #[arg(long, value_enum, value_name = "MODE")]

@@ -176,12 +176,10 @@ pub fn error_chain(e: &anyhow::Error) -> String {
 }
 
 pub fn bench(args: &crate::cli::BenchArgs) -> anyhow::Result<ExitCode> {
-    let report = crate::bench::run(args)?;
-    let table = crate::bench::table(&report);
-    println!("{table}");
+    let outcome = crate::bench::run(args)?;
+    println!("{}", outcome.table());
     if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&report)?)
-            .with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(path, outcome.json()?).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -19,8 +19,9 @@
 //!   the OpenAI-compatible one ([`backend::openai`]) is async tasks on the engine's runtime that
 //!   spread candidates over remote endpoints and regenerate those cut off mid-stream
 //!   (`JobEvent::Restart`: views drop that candidate's text). [`backend::mlx`] is MLX through
-//!   mlx-rs (always on Apple Silicon, `cfg(mlx)`); engines that hand back raw logits sample with
-//!   [`backend::sampler`] (go-mlx's chain, pure).
+//!   mlx-rs (always on Apple Silicon, `cfg(mlx)`): it samples on the device with go-mlx's chain
+//!   as MLX ops, checked against [`backend::sampler`] (the same chain on the host, pure). The
+//!   blocking engines share one candidate's bookkeeping (`backend::candidate`).
 //! - [`distill::Engine`] is the one implementation of the loop. It reports
 //!   [`distill::EngineEvent`]s on a bounded channel and obeys [`distill::Control`] commands; the
 //!   headless printer and the TUI are views over it. The engine is the one place that numbers

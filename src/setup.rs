@@ -66,6 +66,8 @@ pub struct Prepared {
     /// MLX: `--wired-limit` in bytes (0 = leave it) and `--clear-cache-every`.
     pub wired_bytes: u64,
     pub clear_cache_every: u32,
+    /// Headless: the JSONL of memory readings per decided probe (`--memory-log`).
+    pub memory_log: Option<PathBuf>,
     /// Where the model runs, as [`start_backend`] found it ("cpu", "CUDA0 (NVIDIA H100…), 18 layers").
     device: std::sync::OnceLock<String>,
     /// Opened by [`open_store`], handed to the engine by [`engine`].
@@ -224,6 +226,7 @@ pub fn prepare(args: &DistillArgs) -> anyhow::Result<Prepared> {
         gpu_layers: args.gpu_layers,
         wired_bytes: args.wired_limit.saturating_mul(crate::backend::memory::GIB),
         clear_cache_every: args.clear_cache_every,
+        memory_log: args.memory_log.clone(),
         device: std::sync::OnceLock::new(),
         session: std::sync::Mutex::new(None),
         resume: std::sync::OnceLock::new(),
@@ -363,7 +366,7 @@ fn start_llama(p: &Prepared, say: &mut dyn FnMut(&str)) -> anyhow::Result<Arc<dy
 
 /// The MLX model folder: `paths.base` (LEM's own key), absolute or under the project root.
 #[cfg_attr(not(mlx), allow(dead_code))]
-fn mlx_dir(p: &Prepared) -> anyhow::Result<PathBuf> {
+pub(crate) fn mlx_dir(p: &Prepared) -> anyhow::Result<PathBuf> {
     let base = &p.resolved.model.paths.base;
     let file = p.resolved.root.join(".core/ai/models").join(format!("{}.yaml", p.resolved.model_spec));
     if base.is_empty() {
@@ -395,9 +398,14 @@ fn start_mlx(p: &Prepared, say: &mut dyn FnMut(&str)) -> anyhow::Result<Arc<dyn 
         say(&format!("warning: {w}"));
     }
     p.set_architecture(&info.architecture);
-    let device = if cfg!(target_os = "macos") { "metal" } else { "cpu (mlx)" };
+    let dev = crate::backend::mlx::alloc::device();
+    let device = match (dev.gpu, cfg!(target_os = "macos")) {
+        (true, true) => format!("metal ({})", dev.name),
+        (true, false) => format!("{} (mlx cuda)", dev.name),
+        (false, _) => "cpu (mlx)".to_owned(),
+    };
     say(&format!("model loaded: {} {}-layer ({} template) on {device}", info.architecture, info.layers, info.template));
-    let _ = p.device.set(device.to_owned());
+    let _ = p.device.set(device);
     Ok(Arc::new(backend))
 }
 

@@ -286,3 +286,95 @@ fn headless_distill_runs_on_mlx() {
         assert_eq!(v["messages"][1]["role"], "assistant");
     }
 }
+
+/// A deterministic spread of logits (no ties) for the sampler comparisons.
+fn logits_rows(rows: usize, vocab: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut x = seed;
+    (0..rows)
+        .map(|_| {
+            (0..vocab)
+                .map(|_| {
+                    x = x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+                    ((x >> 40) as f32 / (1u64 << 24) as f32) * 8.0 - 4.0
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The device chain and the CPU sampler (the reference) pick the same token from the same
+/// logits, generated tokens and uniform draw, for LEM's settings and the chain's other cuts.
+#[test]
+fn device_sampler_picks_what_the_cpu_sampler_picks() {
+    use lem_tui::backend::mlx::sample::Chain;
+    use lem_tui::backend::sampler::Sampler;
+    use mlx_rs::Array;
+
+    let (rows, vocab) = (3usize, 700usize);
+    let logits = logits_rows(rows, vocab, 11);
+    // Each row's generated tokens, with a repeat, and each row's current favourite among them
+    // so the penalty changes the outcome.
+    let history: Vec<Vec<i32>> = (0..rows)
+        .map(|r| {
+            let best = logits[r].iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i as i32);
+            vec![best.expect("non-empty"), 3, 17, 3]
+        })
+        .collect();
+    let flat: Vec<f32> = logits.concat();
+    let dev_logits = Array::from_slice(&flat, &[rows as i32, vocab as i32]);
+    let dev_hist = Array::from_slice(&history.concat(), &[rows as i32, 4]);
+    let settings = [
+        Sampling { temperature: 0.8, top_k: 40, top_p: 0.95, repeat_penalty: 1.1, ..Sampling::default() },
+        Sampling { temperature: 1.0, top_p: 0.9, min_p: 0.05, ..Sampling::default() },
+        Sampling { temperature: 0.7, top_k: 5, repeat_penalty: 1.3, ..Sampling::default() },
+        Sampling { temperature: 1.5, ..Sampling::default() },
+        Sampling { temperature: 0.0, repeat_penalty: 1.5, ..Sampling::default() },
+    ];
+    let mut compared = 0;
+    for s in settings {
+        let chain = Chain::new(&s);
+        for step in 0..40 {
+            let u: Vec<f32> = (0..rows).map(|r| ((step * 7 + r * 13) % 41) as f32 / 41.0 + 0.005).collect();
+            let picked =
+                chain.pick(&dev_logits, Some(&dev_hist), &Array::from_slice(&u, &[rows as i32])).expect("pick");
+            picked.eval().expect("eval");
+            let dev: Vec<u32> = picked.as_slice::<u32>().to_vec();
+            for r in 0..rows {
+                let mut cpu = Sampler::new(&s, 0);
+                for &t in &history[r] {
+                    cpu.accept(t as u32);
+                }
+                let want = cpu.pick(&mut logits[r].clone(), f64::from(u[r]));
+                assert_eq!(dev[r], want, "{s:?}, row {r}, u {}", u[r]);
+                compared += 1;
+            }
+        }
+    }
+    assert_eq!(compared, 5 * 40 * 3);
+}
+
+/// lem-tui holds `memory_limit` itself (MLX does not): candidates whose KV caches would not fit
+/// together run a few at a time and are all answered; a request not even one candidate of
+/// which fits fails with a clear message before anything is allocated.
+#[test]
+fn memory_limit_narrows_the_batch_and_refuses_what_cannot_fit() {
+    let dir = checkpoint("smollm2-135m-bf16");
+    let weights: u64 = std::fs::metadata(dir.join("model.safetensors")).expect("weights").len();
+    let mut opts = MlxOptions::new(&dir);
+    // Room for about one candidate of 2,000 positions (≈ 50 MiB of KV and logits) next to the
+    // weights, not three.
+    opts.limits = Limits { cache_bytes: 0, memory_bytes: weights + 80 * MIB };
+    let backend = spawn(opts).expect("loads");
+    let q = vec![Message::user("What is the capital of France?")];
+    let a = ask(&backend, GenRequest { messages: q.clone(), sampling: greedy(2000), n: 3 }, None);
+    assert!(a.failures.is_empty(), "{:?}", a.failures);
+    for (t, f) in a.texts.iter().zip(&a.finish) {
+        assert_eq!(*f, Some(FinishReason::Stop));
+        assert_eq!(t, &a.texts[0], "greedy candidates agree whatever the width");
+    }
+    let kv = backend.memory().kv_bytes;
+    assert!(kv > 0 && kv < 80 * MIB, "the KV planned is one narrowed batch's: {kv}");
+    let b = ask(&backend, GenRequest { messages: q, sampling: greedy(200_000), n: 1 }, None);
+    assert_eq!(b.failures.len(), 1, "{:?}", b.finish);
+    assert!(b.failures[0].contains("over the memory limit"), "{:?}", b.failures);
+}

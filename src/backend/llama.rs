@@ -25,6 +25,7 @@ use llama_cpp_2::token::logit_bias::LlamaLogitBias;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::candidate::{self, Candidate, RequestClock};
 use super::memory::MIB;
 use super::utf8::Utf8Stream;
 use super::worker::{Engine, WorkerShared};
@@ -261,18 +262,15 @@ fn sampler_for(s: &Sampling, candidate: u32, n_vocab: i32, eog: &[LlamaToken]) -
 }
 
 struct Seq {
-    candidate: u32,
+    cand: Candidate,
     sampler: LlamaSampler,
     utf8: Utf8Stream,
-    text: String,
     /// Where in the last batch this sequence's logits are.
     logits_at: i32,
     /// The token sampled for this step.
     next: LlamaToken,
     /// The candidate buffer the sampler works in (n_vocab entries), reused every step.
     cands: Vec<LlamaTokenData>,
-    generated: u32,
-    first_token: Option<Instant>,
     live: bool,
 }
 
@@ -346,11 +344,8 @@ impl EngineConfig {
     ) {
         let started = Instant::now();
         let n = req.n.max(1);
-        let fail_all = |error: String| {
-            for candidate in 0..n {
-                let _ = events.blocking_send(JobEvent::Failed { candidate, error: error.clone() });
-            }
-        };
+        let all: Vec<u32> = (0..n).collect();
+        let fail_all = |error: String| candidate::failed(events, &all, &error);
         let prompt = match self.render(model, &req) {
             Ok(p) => p,
             Err(e) => return fail_all(e),
@@ -397,11 +392,12 @@ impl EngineConfig {
                 return fail_all(format!("prefill: {e}"));
             }
             if cancel.is_cancelled() {
-                return finish_cancelled(events, n, prompt_len, started);
+                return candidate::cancelled(events, &all, prompt_len, started);
             }
         }
         let prefill = started.elapsed();
-        let prefill_tok_s = Metrics::rate(prompt_len, prefill);
+        let clock =
+            RequestClock { started, prompt_tokens: prompt_len, prefill_tok_s: Metrics::rate(prompt_len, prefill) };
         let _ = events.blocking_send(JobEvent::Prefilled { prompt_tokens: prompt_len, elapsed: prefill });
         for s in 1..n {
             if let Err(e) = ctx.copy_kv_cache_seq(0, i32::try_from(s).unwrap_or(0), None, None) {
@@ -413,15 +409,12 @@ impl EngineConfig {
         let last_idx = batch.n_tokens() - 1;
         let mut seqs: Vec<Seq> = (0..n)
             .map(|candidate| Seq {
-                candidate,
+                cand: Candidate::new(candidate),
                 sampler: sampler_for(&req.sampling, candidate, n_vocab, &self.eog),
                 utf8: Utf8Stream::default(),
-                text: String::new(),
                 logits_at: last_idx,
                 next: LlamaToken::new(0),
                 cands: Vec::new(),
-                generated: 0,
-                first_token: None,
                 live: true,
             })
             .collect();
@@ -434,15 +427,7 @@ impl EngineConfig {
                 for seq in seqs.iter_mut().filter(|s| s.live) {
                     seq.live = false;
                     let tail = seq.utf8.finish();
-                    seq.text.push_str(&tail);
-                    let metrics = metrics_of(seq, prompt_len, prefill_tok_s, started);
-                    let text = std::mem::take(&mut seq.text);
-                    let _ = events.blocking_send(JobEvent::Done {
-                        candidate: seq.candidate,
-                        text,
-                        finish: FinishReason::Cancelled,
-                        metrics,
-                    });
+                    seq.cand.done(&tail, FinishReason::Cancelled, &clock, events);
                 }
                 return;
             }
@@ -453,44 +438,25 @@ impl EngineConfig {
             let mut added = 0;
             for seq in seqs.iter_mut().filter(|s| s.live) {
                 let token = seq.next;
-                let now = Instant::now();
                 let eog = vocab.is_eog(token) && !req.sampling.ignore_eos;
                 if !eog {
-                    seq.first_token.get_or_insert(now);
-                    seq.generated += 1;
                     piece.clear();
                     vocab.token_to_piece_into(token, &mut piece, false, None);
                     let text = seq.utf8.push(&piece);
-                    if !text.is_empty() {
-                        seq.text.push_str(&text);
-                        // A full channel means the consumer is slow: waiting here is the backpressure.
-                        if events.blocking_send(JobEvent::Token { candidate: seq.candidate, text }).is_err() {
-                            // Nobody listens any more: treat as cancelled.
-                            cancel.cancel();
-                        }
-                    }
+                    seq.cand.token(text, events, cancel);
                 }
-                let reason = if eog {
-                    Some(FinishReason::Stop)
-                } else if seq.generated >= req.sampling.max_tokens {
-                    Some(FinishReason::Length)
-                } else {
-                    None
-                };
-                if let Some(finish) = reason {
+                if let Some(finish) = seq.cand.finish_reason(eog, req.sampling.max_tokens) {
                     seq.live = false;
                     let tail = seq.utf8.finish();
-                    seq.text.push_str(&tail);
-                    let metrics = metrics_of(seq, prompt_len, prefill_tok_s, started);
-                    let text = std::mem::take(&mut seq.text);
-                    let _ = events.blocking_send(JobEvent::Done { candidate: seq.candidate, text, finish, metrics });
+                    seq.cand.done(&tail, finish, &clock, events);
                     continue;
                 }
-                let seq_id = i32::try_from(seq.candidate).unwrap_or(0);
+                let seq_id = i32::try_from(seq.cand.candidate).unwrap_or(0);
                 seq.logits_at = added;
                 if let Err(e) = batch.add(token, i32::try_from(pos).unwrap_or(i32::MAX), &[seq_id], true) {
                     seq.live = false;
-                    let _ = events.blocking_send(JobEvent::Failed { candidate: seq.candidate, error: e.to_string() });
+                    let _ =
+                        events.blocking_send(JobEvent::Failed { candidate: seq.cand.candidate, error: e.to_string() });
                     continue;
                 }
                 added += 1;
@@ -517,8 +483,10 @@ impl EngineConfig {
             if let Err(e) = decoded {
                 for seq in seqs.iter_mut().filter(|s| s.live) {
                     seq.live = false;
-                    let _ = events
-                        .blocking_send(JobEvent::Failed { candidate: seq.candidate, error: format!("decode: {e}") });
+                    let _ = events.blocking_send(JobEvent::Failed {
+                        candidate: seq.cand.candidate,
+                        error: format!("decode: {e}"),
+                    });
                 }
                 return;
             }
@@ -549,32 +517,6 @@ fn sample_step(ctx: &LlamaContext<'_>, seqs: &mut [Seq]) {
             });
         }
     });
-}
-
-fn metrics_of(seq: &Seq, prompt_tokens: u32, prefill_tok_s: f64, started: Instant) -> Metrics {
-    let wall = started.elapsed();
-    let ttft = seq.first_token.map_or(Duration::ZERO, |t| t.duration_since(started));
-    let decode = wall.saturating_sub(ttft);
-    Metrics {
-        prompt_tokens,
-        generated_tokens: seq.generated,
-        ttft,
-        prefill_tok_s,
-        decode_tok_s: Metrics::rate(seq.generated.saturating_sub(1), decode),
-        wall,
-    }
-}
-
-fn finish_cancelled(events: &mpsc::Sender<JobEvent>, n: u32, prompt_tokens: u32, started: Instant) {
-    for candidate in 0..n {
-        let metrics = Metrics { prompt_tokens, wall: started.elapsed(), ..Metrics::default() };
-        let _ = events.blocking_send(JobEvent::Done {
-            candidate,
-            text: String::new(),
-            finish: FinishReason::Cancelled,
-            metrics,
-        });
-    }
 }
 
 /// Starts a llama.cpp backend on its own thread and waits for the model to load.

@@ -29,7 +29,23 @@ impl Limits {
 pub struct MlxMemory {
     pub active: u64,
     pub cache: u64,
+    /// The highest active memory since the current (or last) request began.
     pub peak: u64,
+    /// The highest buffer-cache reading seen during the current (or last) request, before the
+    /// cache is handed back at its end.
+    #[serde(default)]
+    pub cache_high: u64,
+    /// The device's memory as MLX reports it (a GPU's own on CUDA, unified memory on Metal);
+    /// 0 where MLX reports none (its CPU backend: system memory is the figure there).
+    #[serde(default)]
+    pub device_total: u64,
+}
+
+impl MlxMemory {
+    /// What MLX holds at its highest point: the larger of the live reading and the peak.
+    pub fn held(&self) -> u64 {
+        (self.active + self.cache).max(self.peak)
+    }
 }
 
 /// One reading for the memory gauge. Fields a backend cannot measure are 0 / `None`.
@@ -55,9 +71,16 @@ pub struct MemorySnapshot {
 }
 
 impl MemorySnapshot {
+    /// Memory the limit is held against: the process's RSS, or what MLX holds when that is
+    /// more (a GPU's memory is not in the RSS; MLX's peak catches a request that went over
+    /// between two readings).
+    pub fn used(&self) -> u64 {
+        self.mlx.map_or(self.rss, |m| self.rss.max(m.held()))
+    }
+
     /// True when the process is over its memory limit (0 = unlimited).
     pub fn over_limit(&self) -> bool {
-        self.limits.memory_bytes > 0 && self.rss > self.limits.memory_bytes
+        self.limits.memory_bytes > 0 && self.used() > self.limits.memory_bytes
     }
 }
 
@@ -138,4 +161,27 @@ pub fn spawn_sampler(
         }
     });
     (rx, task)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A GPU's memory is not in the RSS: MLX's readings (its per-request peak included) count
+    /// against the limit, so a request that went over between two readings still pauses.
+    #[test]
+    fn mlx_readings_count_against_the_limit() {
+        let mut snap = MemorySnapshot {
+            rss: 300 * MIB,
+            limits: Limits { cache_bytes: 0, memory_bytes: GIB },
+            mlx: Some(MlxMemory { active: 600 * MIB, cache: 100 * MIB, peak: 700 * MIB, ..MlxMemory::default() }),
+            ..MemorySnapshot::default()
+        };
+        assert!(!snap.over_limit());
+        snap.mlx = Some(MlxMemory { active: 600 * MIB, cache: 0, peak: 1100 * MIB, ..MlxMemory::default() });
+        assert!(snap.over_limit(), "the request's peak went over");
+        assert_eq!(snap.used(), 1100 * MIB);
+        snap.mlx = None;
+        assert!(!snap.over_limit(), "llama.cpp: the RSS alone");
+    }
 }

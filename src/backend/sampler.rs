@@ -1,5 +1,6 @@
-//! The sampler go-mlx uses, on a logits row in host memory: for engines that hand back raw
-//! logits (MLX) rather than sampling themselves (llama.cpp has its own chain).
+//! The sampler go-mlx uses, on a logits row in host memory: the reference for the MLX
+//! engine's device sampler (`backend::mlx::sample`, which runs the same chain as MLX ops and
+//! draws from the same [`Rng`]); llama.cpp has its own chain.
 //!
 //! Order as the newest go-mlx (`internal/metal/sample.go`): repeat penalty over the unique
 //! *generated* tokens, then temperature → top-p → top-k → min-p → categorical. Temperature 0 is greedy
@@ -8,11 +9,18 @@
 
 use super::Sampling;
 
-/// SplitMix64: tiny, seedable and good enough for drawing one token per step.
+/// SplitMix64: tiny, seedable and good enough for drawing one token per step. The device
+/// sampler (MLX) draws from the same generator on the host, so a candidate's uniform draws are
+/// the same wherever its token is picked.
 #[derive(Clone, Debug)]
-struct Rng(u64);
+pub struct Rng(u64);
 
 impl Rng {
+    /// Candidate `candidate` of a request seeded `seed`.
+    pub fn for_candidate(seed: u64, candidate: u32) -> Self {
+        Self(seed.wrapping_add(u64::from(candidate)))
+    }
+
     fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
@@ -22,7 +30,7 @@ impl Rng {
     }
 
     /// Uniform in [0, 1).
-    fn next_f64(&mut self) -> f64 {
+    pub fn next_f64(&mut self) -> f64 {
         // 53 random bits: the exact resolution of an f64 in [0, 1).
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
     }
@@ -50,7 +58,7 @@ impl Sampler {
             top_k: s.top_k,
             min_p: s.min_p,
             repeat_penalty: s.repeat_penalty,
-            rng: Rng(s.seed.wrapping_add(u64::from(candidate))),
+            rng: Rng::for_candidate(s.seed, candidate),
             seen: Vec::new(),
             order: Vec::new(),
         }
@@ -89,6 +97,17 @@ impl Sampler {
 
     /// Picks the next token from one row of logits (modified in place).
     pub fn sample(&mut self, logits: &mut [f32]) -> u32 {
+        if self.is_greedy() {
+            self.penalise(logits);
+            return argmax(logits);
+        }
+        let u = self.rng.next_f64();
+        self.pick(logits, u)
+    }
+
+    /// The chain with a given uniform draw `u` in [0, 1): what [`Sampler::sample`] does after
+    /// drawing, and the reference the device sampler is tested against.
+    pub fn pick(&mut self, logits: &mut [f32], u: f64) -> u32 {
         self.penalise(logits);
         if self.is_greedy() {
             return argmax(logits);
@@ -133,7 +152,7 @@ impl Sampler {
             probs.truncate(keep.max(1));
         }
         let mass: f64 = probs.iter().sum();
-        let mut x = self.rng.next_f64() * mass;
+        let mut x = u * mass;
         for (i, q) in probs.iter().enumerate() {
             if x < *q {
                 return self.order[i].1;

@@ -239,13 +239,15 @@ impl Run {
     /// Reads the sampler's latest figures (no syscall here: the view's sampler takes them).
     pub(super) async fn check_memory(&mut self) {
         let Some(rx) = &self.eng.memory else { return };
-        let rss = rx.borrow().rss;
+        // `used` counts MLX's device readings (its per-request peak included) where there are
+        // any: a GPU's memory is not in the RSS.
+        let used = rx.borrow().used();
         let limit = self.settings.limits.memory_bytes;
-        if limit > 0 && rss > limit && !self.settings.paused {
+        if limit > 0 && used > limit && !self.settings.paused {
             self.settings.paused = true;
             let reason = format!(
-                "process memory {} MiB is over the limit of {} MiB: paused (raise the limit or resume)",
-                rss / crate::backend::memory::MIB,
+                "memory in use {} MiB is over the limit of {} MiB: paused (raise the limit or resume)",
+                used / crate::backend::memory::MIB,
                 limit / crate::backend::memory::MIB,
             );
             tracing::warn!("{reason}");

@@ -1,5 +1,6 @@
 //! The memory gauge: what the backend measures (RSS, model and KV for llama.cpp; active,
-//! cache and peak for MLX) against the limits, plus system memory and swap. Bars turn to the
+//! cache and peak for MLX, and MLX's device memory where it reports one) against the limits,
+//! plus system memory and swap. Bars turn to the
 //! warning role at 75 % and the critical role at 90 %.
 
 use ratatui::Frame;
@@ -59,6 +60,11 @@ pub fn render(s: &State, t: &Theme, f: &mut Frame, area: Rect) {
         lines.push(bar("active", mlx.active, limits.memory_bytes, w, t));
         lines.push(bar("cache", mlx.cache, limits.cache_bytes, w, t));
         lines.push(bar("peak", mlx.peak, limits.memory_bytes, w, t));
+        if mlx.device_total > 0 {
+            // The GPU's own memory (CUDA), or the unified memory Metal shares with the system:
+            // what MLX holds against what the device has, limit or not.
+            lines.push(bar("device", mlx.active + mlx.cache, mlx.device_total, w, t));
+        }
     } else {
         lines.push(bar("RSS", m.rss, limits.memory_bytes, w, t));
     }

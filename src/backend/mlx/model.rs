@@ -10,11 +10,11 @@ use std::path::Path;
 use mlx_rs::error::Exception;
 use mlx_rs::fast::{self, ScaledDotProductAttentionMask};
 use mlx_rs::ops::indexing::take_axis;
-use mlx_rs::ops::indexing::{TryIndexMutOp, TryIndexOp};
-use mlx_rs::ops::{self, concatenate, dequantize, quantized_matmul, reshape, transpose_axes, zeros_dtype};
+use mlx_rs::ops::{self, dequantize, quantized_matmul, reshape, transpose_axes};
 use mlx_rs::{Array, Dtype};
 
 use super::config::{Family, ModelConfig, RopeScaling};
+pub use super::kv::KvCache;
 
 pub type R<T> = Result<T, Exception>;
 
@@ -223,115 +223,6 @@ impl Rope {
     }
 }
 
-/// One layer's keys and values.
-///
-/// Global layers write into buffers grown 256 positions at a time and updated in place (as
-/// mlx-lm's `KVCache`), so a long answer costs no per-token copy of the whole cache and the
-/// allocator sees few, stable buffer sizes. Sliding-window layers keep the last `window - 1`
-/// positions between calls (bounded), so a decode step sees exactly `window`.
-pub struct KvCache {
-    keys: Option<Array>,
-    values: Option<Array>,
-    /// Positions seen so far (the RoPE offset of the next token).
-    pub offset: i32,
-    window: Option<i32>,
-}
-
-/// mlx-lm's `KVCache.step`.
-const KV_STEP: i32 = 256;
-
-impl KvCache {
-    fn new(window: Option<i32>) -> Self {
-        Self { keys: None, values: None, offset: 0, window }
-    }
-
-    /// Cached positions the next chunk's queries can see.
-    fn len(&self) -> i32 {
-        match self.window {
-            None => self.offset,
-            Some(_) => self.keys.as_ref().map_or(0, |k| k.shape()[2]),
-        }
-    }
-
-    fn update(&mut self, k: Array, v: Array) -> R<(Array, Array)> {
-        match self.window {
-            None => self.update_global(k, v),
-            Some(w) => self.update_sliding(k, v, w),
-        }
-    }
-
-    fn update_global(&mut self, k: Array, v: Array) -> R<(Array, Array)> {
-        let prev = self.offset;
-        let l = k.shape()[2];
-        let end = prev + l;
-        let cap = self.keys.as_ref().map_or(0, |a| a.shape()[2]);
-        if end > cap {
-            let grow = (l + KV_STEP - 1) / KV_STEP * KV_STEP;
-            let fresh = |a: &Array| -> R<Array> {
-                let sh = a.shape();
-                zeros_dtype(&[sh[0], sh[1], grow, sh[3]], a.dtype())
-            };
-            let (nk, nv) = (fresh(&k)?, fresh(&v)?);
-            let extend = |old: Option<&Array>, new: Array| -> R<Array> {
-                match old {
-                    Some(o) => concatenate(&[o.try_index((.., .., ..prev, ..))?, new], 2),
-                    None => Ok(new),
-                }
-            };
-            self.keys = Some(extend(self.keys.as_ref(), nk)?);
-            self.values = Some(extend(self.values.as_ref(), nv)?);
-        }
-        let (Some(keys), Some(values)) = (self.keys.as_mut(), self.values.as_mut()) else {
-            return Err(Exception::custom("kv cache buffers missing"));
-        };
-        keys.try_index_mut((.., .., prev..end, ..), &k)?;
-        values.try_index_mut((.., .., prev..end, ..), &v)?;
-        self.offset = end;
-        Ok((keys.try_index((.., .., ..end, ..))?, values.try_index((.., .., ..end, ..))?))
-    }
-
-    fn update_sliding(&mut self, k: Array, v: Array, w: i32) -> R<(Array, Array)> {
-        let added = k.shape()[2];
-        let (k, v) = match (&self.keys, &self.values) {
-            (Some(pk), Some(pv)) => (concatenate(&[pk, &k], 2)?, concatenate(&[pv, &v], 2)?),
-            _ => (k, v),
-        };
-        self.offset += added;
-        let keep = |a: &Array| -> R<Array> {
-            let n = a.shape()[2];
-            if n > w - 1 { a.try_index((.., .., n - (w - 1).., ..)) } else { Ok(a.clone()) }
-        };
-        self.keys = Some(keep(&k)?);
-        self.values = Some(keep(&v)?);
-        Ok((k, v))
-    }
-
-    /// Keeps only the batch rows in `rows` (finished candidates leave the batch).
-    fn select_rows(&mut self, rows: &Array) -> R<()> {
-        if let Some(k) = &self.keys {
-            self.keys = Some(take_axis(k, rows, 0)?);
-        }
-        if let Some(v) = &self.values {
-            self.values = Some(take_axis(v, rows, 0)?);
-        }
-        Ok(())
-    }
-
-    /// Repeats the (single) batch row `n` times: the prompt's cache shared by `n` candidates.
-    fn repeat_rows(&mut self, n: i32) -> R<()> {
-        let rows = Array::from_slice(&vec![0i32; n as usize], &[n]);
-        self.select_rows(&rows)
-    }
-
-    pub fn arrays(&self) -> impl Iterator<Item = &Array> {
-        self.keys.iter().chain(self.values.iter())
-    }
-
-    pub fn nbytes(&self) -> usize {
-        self.arrays().map(Array::nbytes).sum()
-    }
-}
-
 struct Attention {
     q: Linear,
     k: Linear,
@@ -339,6 +230,8 @@ struct Attention {
     o: Linear,
     q_norm: Option<RmsNorm>,
     k_norm: Option<RmsNorm>,
+    /// q/k norms applied after the heads are transposed (Gemma 3), not before (Qwen 3).
+    norm_transposed: bool,
     heads: i32,
     kv_heads: i32,
     scale: f32,
@@ -350,11 +243,13 @@ impl Attention {
         let (b, l) = (x.shape()[0], x.shape()[1]);
         let split = |t: Array, heads: i32, norm: Option<&RmsNorm>| -> R<Array> {
             let t = reshape(&t, &[b, l, heads, -1])?;
-            let t = match norm {
-                Some(n) => n.forward(&t)?,
-                None => t,
-            };
-            transpose_axes(&t, &[0, 2, 1, 3])
+            // mlx-lm's order: Gemma 3 normalises the transposed heads, Qwen 3 before the
+            // transpose. Same arithmetic, but not always the same kernels on a GPU.
+            match norm {
+                Some(n) if self.norm_transposed => n.forward(&transpose_axes(&t, &[0, 2, 1, 3])?),
+                Some(n) => transpose_axes(&n.forward(&t)?, &[0, 2, 1, 3]),
+                None => transpose_axes(&t, &[0, 2, 1, 3]),
+            }
         };
         let q = split(self.q.forward(x)?, self.heads, self.q_norm.as_ref())?;
         let k = split(self.k.forward(x)?, self.kv_heads, self.k_norm.as_ref())?;
@@ -469,6 +364,7 @@ impl Model {
                 o: Linear::load(ws, &format!("{a}.o_proj"), &cfg, false)?,
                 q_norm: if qk_norm { Some(RmsNorm::load(ws, &format!("{a}.q_norm"), &cfg)?) } else { None },
                 k_norm: if qk_norm { Some(RmsNorm::load(ws, &format!("{a}.k_norm"), &cfg)?) } else { None },
+                norm_transposed: gemma,
                 heads: cfg.heads,
                 kv_heads: cfg.kv_heads,
                 scale: cfg.attention_scale,
@@ -506,6 +402,12 @@ impl Model {
         let untied = if gemma { ws.has("lm_head.weight") } else { !cfg.tie_word_embeddings };
         let lm_head = if untied { Some(Linear::load(ws, "lm_head", &cfg, false)?) } else { None };
         Ok(Self { cfg, embed, layers, norm, lm_head })
+    }
+
+    /// Bytes per element of the activations and the KV cache (the norms' dtype: bf16 for
+    /// bf16 and mlx-lm's quantized checkpoints alike).
+    pub fn activation_bytes(&self) -> u64 {
+        self.norm.weight.item_size() as u64
     }
 
     pub fn new_cache(&self) -> Vec<KvCache> {

@@ -1,0 +1,175 @@
+//! go-mlx's sampling chain as MLX operations on a step's `[rows, vocab]` logits, so a step hands
+//! the host `rows` token ids instead of `rows × vocab` floats (262,144 per row for Gemma 3).
+//!
+//! It is the CPU sampler ([`crate::backend::sampler`]) moved onto the device: repeat penalty
+//! over each row's generated tokens, temperature, then top-k, top-p (on the whole distribution)
+//! and min-p cut a prefix of the sorted tokens, and an inverse-CDF draw with a uniform number
+//! that the host draws from the candidate's own seeded generator. Given the same logits and the
+//! same draw both pick the same token (tests/mlx_backend.rs checks this), so a seeded run
+//! repeats and does not depend on where it was sampled. Two differences remain: the device
+//! sums in f32 (the CPU in f64), so a draw within ~1e-6 of a boundary may fall the other side,
+//! and equal logits at the top-k cut are ordered by MLX's sort, not by token id.
+//!
+//! Nothing here waits for the device: every result is a lazy array, which is what lets the
+//! decode loop submit step k+1 before it reads step k's tokens.
+
+use mlx_rs::ops::indexing::{IndexOp, argmax_axis, take_along_axis};
+use mlx_rs::ops::{self, argpartition_axis, argsort_axis, concatenate, cumsum};
+use mlx_rs::{Array, Dtype};
+
+use super::model::R;
+use crate::backend::Sampling;
+use crate::backend::sampler::Rng;
+
+/// The chain's settings, shared by every row of a request.
+#[derive(Clone, Copy, Debug)]
+pub struct Chain {
+    temperature: f32,
+    top_k: i32,
+    top_p: f32,
+    min_p: f32,
+    repeat_penalty: f32,
+}
+
+impl Chain {
+    pub fn new(s: &Sampling) -> Self {
+        Self {
+            temperature: s.temperature,
+            top_k: s.top_k,
+            top_p: s.top_p,
+            min_p: s.min_p,
+            repeat_penalty: s.repeat_penalty,
+        }
+    }
+
+    pub fn is_greedy(&self) -> bool {
+        self.temperature <= 0.0
+    }
+
+    fn penalises(&self) -> bool {
+        self.repeat_penalty > 1.0
+    }
+
+    /// go-mlx's repeat penalty on each row's generated tokens (`history`, `[rows, t]` int32):
+    /// positive logits divided by the penalty, negative ones multiplied. A token that appears
+    /// twice is written twice with the same value, so it is penalised once, as on the CPU.
+    fn penalise(&self, logits: Array, history: Option<&Array>) -> R<Array> {
+        let Some(h) = history.filter(|_| self.penalises()) else {
+            return Ok(logits);
+        };
+        let p = Array::from_f32(self.repeat_penalty);
+        let sel = take_along_axis(&logits, h, -1)?;
+        let pen = ops::select(&sel.gt(Array::from_f32(0.0))?, sel.divide(&p)?, sel.multiply(&p)?)?;
+        ops::indexing::put_along_axis(&logits, h, &pen, -1)
+    }
+
+    /// Each row's next token (`[rows]` uint32) from its logits (`[rows, vocab]`), its history
+    /// and its uniform draw (`uniforms`, `[rows]` f32 in [0, 1); unused when greedy).
+    pub fn pick(&self, logits: &Array, history: Option<&Array>, uniforms: &Array) -> R<Array> {
+        let l = self.penalise(logits.as_dtype(Dtype::Float32)?, history)?;
+        if self.is_greedy() {
+            return argmax_axis(&l, -1, None);
+        }
+        let l = l.multiply(Array::from_f32(1.0 / self.temperature))?;
+        let vocab = l.shape()[1];
+        let max = l.max_axis(-1, true)?;
+        // The whole distribution's mass: top-p is a share of it even after top-k.
+        let total = l.subtract(&max)?.exp()?.sum_axis(-1, true)?;
+        let neg = l.negative()?;
+        let (ids, vals) = if self.top_k > 0 && self.top_k < vocab {
+            let k = self.top_k;
+            let part = argpartition_axis(&neg, k - 1, -1)?.index((.., ..k));
+            let vals = take_along_axis(&l, &part, -1)?;
+            let order = argsort_axis(vals.negative()?, -1)?;
+            (take_along_axis(&part, &order, -1)?, take_along_axis(&vals, &order, -1)?)
+        } else {
+            let order = argsort_axis(&neg, -1)?;
+            let vals = take_along_axis(&l, &order, -1)?;
+            (order, vals)
+        };
+        let probs = vals.subtract(&max)?.exp()?;
+        let mut keep = probs.gt(Array::from_f32(-1.0))?;
+        if self.top_p > 0.0 && self.top_p < 1.0 {
+            // A token stays while the mass before it is within p: the first always does.
+            let before = cumsum(&probs, -1, None, false)?;
+            keep = keep.logical_and(&before.le(total.multiply(Array::from_f32(self.top_p))?)?)?;
+        }
+        if self.min_p > 0.0 && self.min_p < 1.0 {
+            let floor = probs.index((.., ..1)).multiply(Array::from_f32(self.min_p))?;
+            keep = keep.logical_and(&probs.ge(&floor)?)?;
+        }
+        let q = ops::select(&keep, &probs, Array::from_f32(0.0))?;
+        let mass = q.sum_axis(-1, true)?;
+        let x = uniforms.reshape(&[-1, 1])?.multiply(&mass)?;
+        // The first kept token whose running mass passes x; the last kept one if rounding
+        // leaves x at the very end.
+        let passed = cumsum(&q, -1, None, true)?.le(&x)?.as_dtype(Dtype::Int32)?.sum_axis(-1, true)?;
+        let last = keep.as_dtype(Dtype::Int32)?.sum_axis(-1, true)?.subtract(Array::from_int(1))?;
+        let at = ops::minimum(&passed, &last)?;
+        take_along_axis(&ids, &at, -1)?.reshape(&[-1])?.as_dtype(Dtype::Uint32)
+    }
+}
+
+/// The rows of one request on the device: their chain, histories and generators.
+pub struct RowSampler {
+    chain: Chain,
+    /// Generated tokens so far, `[rows, t]` int32 (only kept when a penalty applies).
+    history: Option<Array>,
+    rngs: Vec<Rng>,
+}
+
+impl RowSampler {
+    /// `candidates` in row order; candidate `i` draws from `seed + i`, as on the CPU.
+    pub fn new(s: &Sampling, candidates: &[u32]) -> Self {
+        Self {
+            chain: Chain::new(s),
+            history: None,
+            rngs: candidates.iter().map(|&c| Rng::for_candidate(s.seed, c)).collect(),
+        }
+    }
+
+    pub fn is_greedy(&self) -> bool {
+        self.chain.is_greedy()
+    }
+
+    /// Greedy and nothing to penalise: the engine may take mlx-lm's exact greedy path.
+    pub fn is_plain_greedy(&self) -> bool {
+        self.chain.is_greedy() && (!self.chain.penalises() || self.history.is_none())
+    }
+
+    /// This step's tokens for every row (lazy). Draws one number per row from its generator
+    /// (none when greedy), so each candidate's draws are its own whatever the batch.
+    pub fn next(&mut self, logits: &Array) -> R<Array> {
+        let u: Vec<f32> = if self.chain.is_greedy() {
+            vec![0.0; self.rngs.len()]
+        } else {
+            #[allow(clippy::cast_possible_truncation)]
+            self.rngs.iter_mut().map(|r| r.next_f64() as f32).collect()
+        };
+        let uniforms = Array::from_slice(&u, &[u.len() as i32]);
+        self.chain.pick(logits, self.history.as_ref(), &uniforms)
+    }
+
+    /// Records this step's tokens (`[rows]`, lazy) for the repeat penalty.
+    pub fn accept(&mut self, ids: &Array) -> R<()> {
+        if !self.chain.penalises() {
+            return Ok(());
+        }
+        let col = ids.as_dtype(Dtype::Int32)?.reshape(&[-1, 1])?;
+        self.history = Some(match &self.history {
+            Some(h) => concatenate(&[h, &col], 1)?,
+            None => col,
+        });
+        Ok(())
+    }
+
+    /// Keeps the rows at `keep` (their positions in the current batch), in that order.
+    pub fn keep(&mut self, keep: &[usize], idx: &Array) -> R<()> {
+        if let Some(h) = &self.history {
+            self.history = Some(ops::indexing::take_axis(h, idx, 0)?);
+        }
+        let rngs = std::mem::take(&mut self.rngs);
+        self.rngs = keep.iter().filter_map(|&i| rngs.get(i).cloned()).collect();
+        Ok(())
+    }
+}
