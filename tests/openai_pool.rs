@@ -144,7 +144,6 @@ fn cpu_ticks(pid: u32) -> Option<u64> {
 #[test]
 fn the_only_endpoint_dying_stops_the_run_and_the_same_command_resumes_it() {
     let _deadline = common::deadline(Duration::from_secs(600));
-    let _deadline = common::deadline(Duration::from_secs(900));
     let model = common::model_path("smollm2/135m");
     let mut srv = LlamaServer::start(&model, 1);
     let (url, port) = (srv.url(), srv.port);
