@@ -3,9 +3,13 @@
 //! the two answers, accepts the best, rejects and skips the others, quits, then exports SFT and
 //! DPO and checks them line by line and in `datasets` / TRL's DPO columns.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use common::tmux::{Tmux, quote};
 
 use lem_tui::config::sandwich;
 use lem_tui::lesson::{TrainingExample, training_line};
@@ -19,50 +23,6 @@ const P1: &str = "Explain a mesh network.";
 const A1: &str = "Every device relays messages for its neighbours, so the network routes around gaps.";
 const P2: &str = "What is forgiveness?";
 const A2: &str = "Letting go of a debt that is owed.";
-
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn cmd(&self, args: &[&str]) -> std::process::Output {
-        Command::new("tmux").arg("-L").arg(&self.socket).args(args).output().expect("tmux runs")
-    }
-
-    fn screen(&self) -> String {
-        String::from_utf8_lossy(&self.cmd(&["capture-pane", "-p", "-t", "lem"]).stdout).into_owned()
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        for k in keys {
-            let out = self.cmd(&["send-keys", "-t", "lem", k]);
-            assert!(out.status.success(), "send-keys {k}: {}", String::from_utf8_lossy(&out.stderr));
-            std::thread::sleep(Duration::from_millis(60));
-        }
-    }
-
-    fn wait(&self, what: &str, secs: u64, pred: impl Fn(&str) -> bool) -> String {
-        let until = Instant::now() + Duration::from_secs(secs);
-        loop {
-            let s = self.screen();
-            if pred(&s) {
-                return s;
-            }
-            assert!(Instant::now() < until, "timed out waiting for {what}; the screen:\n{s}");
-            std::thread::sleep(Duration::from_millis(25));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.cmd(&["kill-server"]);
-    }
-}
-
-fn quote(p: &Path) -> String {
-    format!("'{}'", p.display().to_string().replace('\'', r"'\''"))
-}
 
 /// The probe list's ids, top to bottom: rows that start with a border and a status glyph.
 fn probe_list(screen: &str) -> Vec<String> {
@@ -93,6 +53,7 @@ fn export(store: &Path, format: &str, out: &Path) {
 
 #[test]
 fn review_a_lesson_file_in_a_real_terminal_and_export_it() {
+    let _deadline = common::deadline(Duration::from_secs(600));
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
     let data = d.join("lesson.jsonl");

@@ -8,69 +8,20 @@
 mod common;
 
 use common::OutputWithin;
+use common::tmux::{Tmux, quote};
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const PROBES: &str = r#"[
   {"id": "T01_CAPITAL", "domain": "Geography", "prompt": "What is the capital of France, and why did it become the capital?"},
   {"id": "T02_KINDNESS", "domain": "Ethics", "prompt": "Why is kindness important? Answer in a few sentences."}
 ]"#;
 
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn cmd(&self, args: &[&str]) -> std::process::Output {
-        Command::new("tmux").arg("-L").arg(&self.socket).args(args).output_within(Duration::from_secs(120))
-    }
-
-    fn screen(&self) -> String {
-        String::from_utf8_lossy(&self.cmd(&["capture-pane", "-p", "-t", "lem"]).stdout).into_owned()
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        for k in keys {
-            let out = self.cmd(&["send-keys", "-t", "lem", k]);
-            assert!(out.status.success(), "send-keys {k}: {}", String::from_utf8_lossy(&out.stderr));
-            std::thread::sleep(Duration::from_millis(60));
-        }
-    }
-
-    fn alternate_screen(&self) -> bool {
-        let out = self.cmd(&["display-message", "-p", "-t", "lem", "#{alternate_on}"]);
-        String::from_utf8_lossy(&out.stdout).trim() == "1"
-    }
-
-    /// Polls the screen until `pred` holds; fails with the last screen after `secs`.
-    fn wait(&self, what: &str, secs: u64, pred: impl Fn(&str) -> bool) -> String {
-        let until = Instant::now() + Duration::from_secs(secs);
-        loop {
-            let s = self.screen();
-            if pred(&s) {
-                return s;
-            }
-            assert!(Instant::now() < until, "timed out waiting for {what}; the screen:\n{s}");
-            std::thread::sleep(Duration::from_millis(25));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.cmd(&["kill-server"]);
-    }
-}
-
 /// "… · candidate 1 · 17 tok" in a live stream title, or "▶ generating… 17 tok" in the table.
 fn live_tokens(screen: &str) -> Option<u32> {
     let at = screen.find("generating… ")?;
     screen[at + "generating… ".len()..].split_whitespace().next()?.parse().ok()
-}
-
-fn shell_quote(p: &Path) -> String {
-    format!("'{}'", p.display().to_string().replace('\'', r"'\''"))
 }
 
 #[test]
@@ -88,18 +39,18 @@ fn review_session_in_a_real_terminal() {
             "cd {root}\nexport LEM_TUI_CONFIG_DIR={config} LEM_TUI_LOG={log} TERM=xterm-256color\nunset NO_COLOR\n\
              {bin} distill --probes probes.json --runs 2 --max-tokens 96 --seed 7 --threads 2 --min-score 1 \
              --output lesson.jsonl --store {store}\necho LEMTUI-EXIT=$?\nsleep 120\n",
-            root = shell_quote(dir),
-            config = shell_quote(&config),
-            log = shell_quote(&dir.join("lem-tui.log")),
-            bin = shell_quote(Path::new(env!("CARGO_BIN_EXE_lem-tui"))),
-            store = shell_quote(&dir.join("store.db")),
+            root = quote(dir),
+            config = quote(&config),
+            log = quote(&dir.join("lem-tui.log")),
+            bin = quote(Path::new(env!("CARGO_BIN_EXE_lem-tui"))),
+            store = quote(&dir.join("store.db")),
         ),
     )
     .expect("script");
     let tmux = Tmux { socket: format!("lem-tui-test-{}", std::process::id()) };
     let stop = ["tmux", "-L", &tmux.socket, "kill-server"].map(String::from).to_vec();
     let _watched = common::watch("tmux (lem-tui in review mode)", stop, Some(dir.join("lem-tui.log")));
-    let script_arg = format!("sh {}", shell_quote(&script));
+    let script_arg = format!("sh {}", quote(&script));
     let out = tmux.cmd(&["new-session", "-d", "-s", "lem", "-x", "100", "-y", "30", &script_arg]);
     assert!(out.status.success(), "tmux new-session: {}", String::from_utf8_lossy(&out.stderr));
 
@@ -238,11 +189,11 @@ fn session_script(dir: &Path, config: &Path, max_tokens: u32) -> String {
         "cd {root}\nexport LEM_TUI_CONFIG_DIR={config} LEM_TUI_LOG={log} TERM=xterm-256color\nunset NO_COLOR\n\
          {bin} distill --probes probes.json --runs 2 --max-tokens {max_tokens} --seed 11 --threads 2 \
          --min-score 1 --output lesson.jsonl --store {store}\necho LEMTUI-EXIT=$?\nsleep 120\n",
-        root = shell_quote(dir),
-        config = shell_quote(config),
-        log = shell_quote(&dir.join("lem-tui.log")),
-        bin = shell_quote(Path::new(env!("CARGO_BIN_EXE_lem-tui"))),
-        store = shell_quote(&dir.join("store.db")),
+        root = quote(dir),
+        config = quote(config),
+        log = quote(&dir.join("lem-tui.log")),
+        bin = quote(Path::new(env!("CARGO_BIN_EXE_lem-tui"))),
+        store = quote(&dir.join("store.db")),
     )
 }
 
@@ -270,7 +221,7 @@ fn resume_after_undo_and_a_quit_mid_generation() {
     std::fs::write(&script, session_script(dir, &config, 96)).expect("script");
     let tmux = Tmux { socket: format!("lem-tui-resume-{}", std::process::id()) };
     let start = || {
-        let script_arg = format!("sh {}", shell_quote(&script));
+        let script_arg = format!("sh {}", quote(&script));
         let out = tmux.cmd(&["new-session", "-d", "-s", "lem", "-x", "110", "-y", "32", &script_arg]);
         assert!(out.status.success(), "tmux new-session: {}", String::from_utf8_lossy(&out.stderr));
     };

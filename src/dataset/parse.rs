@@ -11,6 +11,8 @@
 
 use serde_json::Value;
 
+use crate::probes::kind_of;
+
 /// Which shape a line had.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -97,7 +99,7 @@ pub fn parse_line(line: usize, text: &str) -> Result<Option<Item>, LineError> {
     }
     let v: Value = serde_json::from_str(text).map_err(|e| bad(line, format!("not JSON: {e}")))?;
     let Value::Object(obj) = &v else {
-        return Err(bad(line, format!("expected a JSON object, found {}", kind(&v))));
+        return Err(bad(line, format!("expected a JSON object, found {}", kind_of(&v))));
     };
     let opt_str = |k: &str| match obj.get(k) {
         Some(Value::String(s)) => Some(s.clone()),
@@ -144,21 +146,10 @@ pub fn parse_line(line: usize, text: &str) -> Result<Option<Item>, LineError> {
     Ok(Some(item))
 }
 
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 /// `(role, content)` of each message of a list, or which field is wrong.
 fn turns(line: usize, field: &str, v: &Value) -> Result<Vec<(String, String)>, LineError> {
     let Value::Array(list) = v else {
-        return Err(bad(line, format!("field `{field}`: expected a list of messages, found {}", kind(v))));
+        return Err(bad(line, format!("field `{field}`: expected a list of messages, found {}", kind_of(v))));
     };
     list.iter()
         .enumerate()
@@ -166,7 +157,7 @@ fn turns(line: usize, field: &str, v: &Value) -> Result<Vec<(String, String)>, L
             let get = |k: &str| match m.get(k) {
                 Some(Value::String(s)) => Ok(s.clone()),
                 Some(other) => {
-                    Err(bad(line, format!("field `{field}[{i}].{k}`: expected a string, found {}", kind(other))))
+                    Err(bad(line, format!("field `{field}[{i}].{k}`: expected a string, found {}", kind_of(other))))
                 }
                 None => Err(bad(line, format!("field `{field}[{i}].{k}` is missing"))),
             };
@@ -240,9 +231,10 @@ fn prompt_turns(line: usize, field: &str, v: &Value) -> Result<(Option<String>, 
             }
             Ok((system, user, earlier))
         }
-        other => {
-            Err(bad(line, format!("field `{field}`: expected a string or a list of messages, found {}", kind(other))))
-        }
+        other => Err(bad(
+            line,
+            format!("field `{field}`: expected a string or a list of messages, found {}", kind_of(other)),
+        )),
     }
 }
 
@@ -256,9 +248,10 @@ fn completion(line: usize, field: &str, v: &Value) -> Result<String, LineError> 
                 _ => Err(bad(line, format!("field `{field}`: expected one assistant message"))),
             }
         }
-        other => {
-            Err(bad(line, format!("field `{field}`: expected a string or a list of messages, found {}", kind(other))))
-        }
+        other => Err(bad(
+            line,
+            format!("field `{field}`: expected a string or a list of messages, found {}", kind_of(other)),
+        )),
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod ask;
 pub mod deadline;
+pub mod tmux;
 
 #[allow(unused_imports)] // each test crate uses its own part
 pub use deadline::{OutputWithin, deadline, watch, watch_child};
