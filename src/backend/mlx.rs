@@ -24,11 +24,21 @@ mod chat;
 #[cfg(mlx)]
 mod engine;
 #[cfg(mlx)]
+mod gemma3;
+#[cfg(mlx)]
 mod kv;
+#[cfg(mlx)]
+mod layers;
+#[cfg(mlx)]
+mod llama;
 #[cfg(mlx)]
 mod model;
 #[cfg(mlx)]
+mod qwen;
+#[cfg(mlx)]
 pub mod sample;
+#[cfg(mlx)]
+mod weights;
 
 #[cfg(mlx)]
 pub use engine::{MlxOptions, greedy_ids, spawn};
