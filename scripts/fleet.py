@@ -20,8 +20,9 @@ unique by prompt, and the killed endpoint reported down with the others finishin
   python3 scripts/fleet.py --lem ./gpu/lem-tui --server-bin /tmp/llama/build/bin/llama-server \\
       --model /tmp/gemma3-270m-random-q4_k_m.gguf --ks 1,2,4 --probes demo --json fleet.json
 
-Probe sets: `demo` (20), any set or file lem-tui takes, or `gen:500` (500 generated probes, the
-100 LEM seeds each asked five ways, written to the output folder).
+Probe sets (--probes, comma-separated): `demo` (20), any set or file lem-tui takes, or `gen:500`
+(500 generated probes, the 100 LEM seeds each asked five ways, written to --work); `SET@T`
+runs that set with T tokens per candidate instead of --max-tokens.
 """
 
 import argparse
@@ -128,19 +129,20 @@ def gen_probes(n, out):
     return str(out)
 
 
-def distill(label, servers, a, work, probes, kill=None):
+def distill(label, servers, a, work, probes, kill=None, max_tokens=None):
+    max_tokens = max_tokens or a.max_tokens
     out = work / f"{label}.jsonl"
     for f in (out, work / f"{label}.db"):
         f.unlink(missing_ok=True)
     cmd = [a.lem, "distill", "--headless", "--probes", probes, "--runs", str(a.runs),
-           "--max-tokens", str(a.max_tokens), "--seed", "1", "--min-score", str(a.min_score),
+           "--max-tokens", str(max_tokens), "--seed", "1", "--min-score", str(a.min_score),
            "--output", str(out), "--concurrency", str(a.concurrency), "--endpoint-wait", "60"]
     if a.lem_model:
         cmd += ["--model", a.lem_model]
     for s in servers:
         cmd += ["--endpoint", s.url + "/v1"]
     env = dict(os.environ, LEM_TUI_STORE=str(work / f"{label}.db"), LEM_TUI_LOG=str(work / f"{label}.log"))
-    say(f"{label}: {len(servers)} endpoint(s), probes {probes}, best-of-{a.runs}, {a.max_tokens} tokens")
+    say(f"{label}: {len(servers)} endpoint(s), probes {probes}, best-of-{a.runs}, {max_tokens} tokens")
     err = open(work / f"{label}.err", "w")
     t0 = time.monotonic()
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env, cwd=a.root)
@@ -179,7 +181,7 @@ def distill(label, servers, a, work, probes, kill=None):
     r = {
         "label": label, "servers": len(servers), "exit": p.returncode, "probes_set": probes,
         "probes": num(r"^Probes:\s+(\d+)", int), "kept": num(r"^Kept:\s+(\d+)", int),
-        "skipped": num(r"^Skipped:\s+(\d+)", int), "runs": a.runs, "max_tokens": a.max_tokens,
+        "skipped": num(r"^Skipped:\s+(\d+)", int), "runs": a.runs, "max_tokens": max_tokens,
         "wall_s": wall, "tokens": tokens, "aggregate_tok_s": tokens / wall if wall else 0,
         "lem_overall_tok_s": num(r"^Overall:\s+([\d.]+) tok/s"), "client_cpu_s": cpu,
         "client_cpu_us_per_token": cpu / tokens * 1e6 if tokens else None,
@@ -254,13 +256,15 @@ def main():
     a.concurrency = a.concurrency or a.slots
     work = Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
-    sets = []
+    sets = []  # (name, lem-tui --probes, max tokens)
     for s in a.probes.split(","):
+        s, _, tokens = s.partition("@")
+        tokens = int(tokens) if tokens else None
         if s.startswith("gen:"):
             n = int(s[4:])
-            sets.append((f"gen{n}", gen_probes(n, work / f"probes-gen{n}.json"), n))
+            sets.append((f"gen{n}", gen_probes(n, work / f"probes-gen{n}.json"), tokens))
         else:
-            sets.append((s, s, None))
+            sets.append((s, s, tokens))
     report = {"model": a.model, "server_cmd": a.server_cmd, "slots": a.slots, "gpus": gpus(), "runs": []}
 
     def save():
@@ -270,18 +274,18 @@ def main():
     for k in [int(x) for x in a.ks.split(",") if x]:
         servers = start_fleet(k, a, work)
         try:
-            for name, probes, _ in sets:
-                r, _ = distill(f"k{k}-{name}", servers, a, work, probes)
+            for name, probes, tokens in sets:
+                r, _ = distill(f"k{k}-{name}", servers, a, work, probes, max_tokens=tokens)
                 report["runs"].append(r)
                 save()
         finally:
             for s in servers:
                 s.stop()
     if a.kill_one:
-        name, probes, _ = next((s for s in sets if s[0] == a.kill_probes), sets[0])
+        name, probes, tokens = next((s for s in sets if s[0] == a.kill_probes), sets[0])
         servers = start_fleet(a.kill_one, a, work)
         try:
-            r, out = distill(f"kill-one-k{a.kill_one}-{name}", servers, a, work, probes, kill=0)
+            r, out = distill(f"kill-one-k{a.kill_one}-{name}", servers, a, work, probes, kill=0, max_tokens=tokens)
         finally:
             for s in servers:
                 s.stop()
