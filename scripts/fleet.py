@@ -38,7 +38,10 @@ import time
 import urllib.request
 from pathlib import Path
 
+# The repository: scripts/.. here, gpu/scripts/../.. where scripts/gpu-fleet carried this file.
 ROOT = Path(__file__).resolve().parent.parent
+if ROOT.name == "gpu" and (ROOT.parent / "assets").is_dir():
+    ROOT = ROOT.parent
 T0 = time.monotonic()
 
 
