@@ -44,7 +44,7 @@ def gemma3_config(hp, transformers):
         sliding_window=hp["attention.sliding_window"],
         # llama.cpp's gemma3: attention scale 1/sqrt(head_dim), local RoPE base 10000, one
         # global layer in six; the GGUF stores the global base.
-        query_pre_attn_scalar=hp["attention.key_length"],
+        query_pre_attn_scalar=hp.get("query_pre_attn_scalar") or hp["attention.key_length"],
         final_logit_softcapping=hp.get("final_logit_softcapping"),
         attn_logit_softcapping=hp.get("attn_logit_softcapping"),
         tie_word_embeddings=hp.get("tied_embeddings", True),
@@ -54,7 +54,9 @@ def gemma3_config(hp, transformers):
         pad_token_id=0,
     )
     rope = {
-        "full_attention": {"rope_type": "default", "rope_theta": hp["rope.freq_base"]},
+        "full_attention": {"rope_type": "default", "rope_theta": hp["rope.freq_base"]}
+        if not hp.get("rope.scaling.factor") else
+        {"rope_type": "linear", "factor": hp["rope.scaling.factor"], "rope_theta": hp["rope.freq_base"]},
         "sliding_attention": {"rope_type": "default", "rope_theta": 10000.0},
     }
     try:
