@@ -67,10 +67,12 @@ fn sort_filter_bulk_reject_tag_and_export_in_a_real_terminal() {
     // The two weakest prompts (by their best answer) are the ones the filter keeps.
     let scorer = lem_tui::scorer::Scorer::new(lem_tui::scorer::Mode::Cold);
     let g = |a: &str| scorer.score(a).composite;
-    let mut best = [("lesson.jsonl:1", g(A0).max(g(A0_WEAK))), ("lesson.jsonl:3", g(A1)), ("lesson.jsonl:6", g(A2)), (
-        "lesson.jsonl:7",
-        g(A3),
-    )];
+    let mut best = [
+        ("lesson.jsonl:1", g(A0).max(g(A0_WEAK))),
+        ("lesson.jsonl:3", g(A1)),
+        ("lesson.jsonl:6", g(A2)),
+        ("lesson.jsonl:7", g(A3)),
+    ];
     best.sort_by(|a, b| b.1.total_cmp(&a.1));
     assert_eq!(best[0].0, "lesson.jsonl:1", "the rotated-keys answer is the strongest: {best:?}");
     assert!(best[1].1 > best[2].1, "distinct scores: {best:?}");
@@ -127,7 +129,8 @@ fn sort_filter_bulk_reject_tag_and_export_in_a_real_terminal() {
     tmux.keys(&["a"]);
     let s = tmux.wait("P0 kept", 20, |s| s.contains("kept 1 ·"));
     assert!(s.contains("✓ lesson.jsonl:1"), "{s}");
-    tmux.wait("P1 to await review", 20, |s| s.contains("lesson.jsonl:3 awaits review"));
+    let next = format!("{} awaits review", best[1].0);
+    tmux.wait("the last open prompt to await review", 20, |s| s.contains(&next));
     tmux.keys(&["q"]);
     let s = tmux.wait("the process to exit", 60, |s| s.contains("LEMTUI-EXIT="));
     assert!(s.contains("LEMTUI-EXIT=0"), "{s}");

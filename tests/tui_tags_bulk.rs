@@ -106,6 +106,8 @@ fn the_tag_editor_picks_recent_tags_and_sends_one_control() {
         cmd(&mut s, Command::Down); // the picker's second recent tag
         assert!(cmd(&mut s, Command::Open).is_empty(), "Enter on the picker toggles, sends nothing");
         insta::assert_snapshot!(format!("tag_editor_{w}x{h}"), screen(&s, w, h));
+        cmd(&mut s, Command::Up);
+        cmd(&mut s, Command::Up); // back on the note: Enter saves
         let fx = cmd(&mut s, Command::Open);
         // The picker's order: the latest Tagged event's tags, newest first.
         let Some(Effect::Control(Control::Tag { probe: 0, tagging })) = fx.first() else { panic!("{fx:?}") };
@@ -167,11 +169,7 @@ fn the_filter_takes_tags_and_scores_and_the_lists_sort_by_tag() {
     // The candidate table: the kept candidate (which carries the decision's tags) first.
     engine(
         &mut s,
-        EngineEvent::ProbeDecided {
-            probe: 0,
-            decision: Decision::Kept { run: 1, by: Decider::Operator },
-            best: None,
-        },
+        EngineEvent::ProbeDecided { probe: 0, decision: Decision::Kept { run: 1, by: Decider::Operator }, best: None },
     );
     cmd(&mut s, Command::Top);
     while s.probes[s.selected].id != "lesson.jsonl:1" {

@@ -28,7 +28,7 @@ pub fn tag_form(s: &State, form: &TagForm, t: &Theme, f: &mut Frame, area: Rect)
         TagTarget::Bulk(v) => format!("Tags for {} probes", v.len()),
     };
     let width = area.width.saturating_sub(4).min(70);
-    let height = u16::try_from(form.recent.len()).unwrap_or(0).saturating_add(8).min(area.height);
+    let height = u16::try_from(form.recent.len().max(1)).unwrap_or(1).saturating_add(6).min(area.height);
     let inner = popup(f, centered(area, width, height), &title, t);
     let w = usize::from(inner.width).saturating_sub(10);
     let field = |label: &str, value: &str, focus: bool| {
