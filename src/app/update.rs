@@ -157,7 +157,7 @@ fn command(s: &mut State, c: Command, fx: &mut Vec<Effect>) {
         }
         Some(Modal::Tag(form)) => curate::tag_key(s, form, c, fx),
         Some(Modal::BulkChoose { probes }) => curate::choose_key(s, probes, c),
-        Some(Modal::ConfirmBulk(plan)) => curate::confirm_key(s, plan, c, fx),
+        Some(Modal::ConfirmBulk(plan)) => curate::confirm_key(s, *plan, c, fx),
         Some(Modal::Compare(cmp)) => {
             let page = usize::from(layout::detail(area(s)).1.height.max(1));
             s.modal = cmp.key(s, c, page).map(|c| Modal::Compare(Box::new(c)));

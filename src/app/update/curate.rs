@@ -93,7 +93,7 @@ pub(super) fn choose_key(s: &mut State, probes: Vec<usize>, c: Command) {
     s.modal = Some(Modal::ConfirmBulk(Box::new(plan(s, probes, action))));
 }
 
-pub(super) fn confirm_key(s: &mut State, plan: Box<BulkPlan>, c: Command, fx: &mut Vec<Effect>) {
+pub(super) fn confirm_key(s: &mut State, plan: BulkPlan, c: Command, fx: &mut Vec<Effect>) {
     if c != Command::Confirm {
         return note(s, Level::Info, "bulk cancelled: nothing changed");
     }
