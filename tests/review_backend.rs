@@ -113,3 +113,48 @@ async fn more_candidates_for_an_ingested_prompt_from_a_real_model() {
         training_line(&TrainingExample::user_assistant(PROMPT, generated.text.clone()))
     );
 }
+
+/// The command line: `review FILE --model smollm2/135m` in a real terminal, from a folder with
+/// no project (the built-in model config), `r` generates a second candidate and `a` keeps it.
+#[test]
+fn review_with_a_model_generates_on_r_in_a_real_terminal() {
+    use common::tmux::{Tmux, quote};
+    let _deadline = common::deadline(Duration::from_secs(600));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    std::fs::write(d.join("data.jsonl"), training_line(&TrainingExample::user_assistant(PROMPT, "Paris.")))
+        .expect("data");
+    let store = d.join("store.db");
+    let script = d.join("run.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "cd {root}\nexport LEM_TUI_CONFIG_DIR={config} LEM_TUI_LOG={log} TERM=xterm-256color\n\
+             {bin} review data.jsonl --store {store} --model smollm2/135m\necho LEMTUI-EXIT=$?\nsleep 120\n",
+            root = quote(d),
+            config = quote(&d.join("config")),
+            log = quote(&d.join("lem-tui.log")),
+            bin = quote(std::path::Path::new(env!("CARGO_BIN_EXE_lem-tui"))),
+            store = quote(&store),
+        ),
+    )
+    .expect("script");
+    let tmux = Tmux { socket: format!("lem-tui-review-model-{}", std::process::id()) };
+    let arg = format!("sh {}", quote(&script));
+    let out = tmux.cmd(&["new-session", "-d", "-s", "lem", "-x", "120", "-y", "32", &arg]);
+    assert!(out.status.success(), "tmux new-session: {}", String::from_utf8_lossy(&out.stderr));
+    let s = tmux.wait("the prompt to await review", 120, |s| s.contains("data.jsonl:1 awaits review"));
+    assert!(s.contains("llama.cpp"), "the status bar names the backend:\n{s}");
+    tmux.keys(&["r"]);
+    tmux.wait("a second candidate", 120, |s| s.contains("candidate 2") && s.contains("awaits review"));
+    // Keep the generated one: the candidate table has the focus after Tab Tab; select row 2.
+    tmux.keys(&["Tab", "Tab", "End", "a"]);
+    tmux.wait("kept", 30, |s| s.contains("kept 1 ·"));
+    tmux.keys(&["q"]);
+    let s = tmux.wait("the process to exit", 60, |s| s.contains("LEMTUI-EXIT="));
+    assert!(s.contains("LEMTUI-EXIT=0"), "{s}");
+    let lesson = std::fs::read_to_string(d.join("data.reviewed.jsonl")).expect("lesson");
+    let v: serde_json::Value = serde_json::from_str(lesson.trim()).expect("one JSON line");
+    let answer = v["messages"][1]["content"].as_str().expect("assistant");
+    assert!(answer != "Paris." && !answer.trim().is_empty(), "the generated answer was kept: {lesson}");
+}
