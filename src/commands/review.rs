@@ -60,7 +60,7 @@ pub fn review(args: &ReviewArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     };
 
-    let (backend, generation, backend_label, model_label) = generation_backend(args, &output)?;
+    let Generation { backend, config, backend_label, model_label } = generation_backend(args, &output)?;
     let s = open_session_with(
         &path,
         &args.root,
@@ -69,7 +69,7 @@ pub fn review(args: &ReviewArgs) -> anyhow::Result<ExitCode> {
         args.min_score,
         thresholds,
         backend,
-        generation.as_ref(),
+        config.as_ref(),
     )?;
     eprintln!("{}", s.resume);
     let mut state = crate::app::State::new(
@@ -96,12 +96,14 @@ pub fn review(args: &ReviewArgs) -> anyhow::Result<ExitCode> {
 
 /// The backend `r` generates more candidates with: the model or endpoints named, loaded as
 /// `distill` loads them (its config, its sampling); with neither, [`NoBackend`].
-fn generation_backend(
-    args: &ReviewArgs,
-    output: &Path,
-) -> anyhow::Result<(Arc<dyn Backend>, Option<DistillConfig>, String, String)> {
+fn generation_backend(args: &ReviewArgs, output: &Path) -> anyhow::Result<Generation> {
     if args.model.is_none() && args.endpoints.is_empty() {
-        return Ok((Arc::new(NoBackend), None, "none".into(), "dataset".into()));
+        return Ok(Generation {
+            backend: Arc::new(NoBackend),
+            config: None,
+            backend_label: "none".into(),
+            model_label: "dataset".into(),
+        });
     }
     // The same flags `distill` takes, so the model is found, fetched-checked and loaded the one
     // way; its lesson file is the review's, and the session store is review's own.
@@ -120,7 +122,20 @@ fn generation_backend(
     };
     let prepared = crate::setup::prepare(&distill)?;
     let backend = crate::setup::start_backend(&prepared, &mut |m| eprintln!("{m}"))?;
-    Ok((backend, Some(prepared.distill.clone()), prepared.backend.label().into(), prepared.model_name.clone()))
+    Ok(Generation {
+        backend,
+        config: Some(prepared.distill.clone()),
+        backend_label: prepared.backend.label().into(),
+        model_label: prepared.model_name.clone(),
+    })
+}
+
+/// What `r` generates with, and how the status bar names it.
+struct Generation {
+    backend: Arc<dyn Backend>,
+    config: Option<DistillConfig>,
+    backend_label: String,
+    model_label: String,
 }
 
 /// An ingested session ready to curate: the engine in review mode over its probes, each resumed
