@@ -231,6 +231,9 @@ pub struct ExportArgs {
     /// Only kept candidates scoring at least this (grammar v3 composite).
     #[arg(long, value_name = "SCORE")]
     pub min_score: Option<f64>,
+    /// Only probes whose decision carries this tag (`t` in the workbench).
+    #[arg(long, value_name = "NAME")]
+    pub tag: Option<String>,
     /// User turn = the bare probe (the default except for `lesson`).
     #[arg(long, conflicts_with = "sandwich")]
     pub plain: bool,

@@ -213,6 +213,7 @@ pub fn export(args: &crate::cli::ExportArgs) -> anyhow::Result<ExitCode> {
             model: args.model.clone(),
             probes: args.probes.clone(),
             min_score: args.min_score,
+            tag: args.tag.clone(),
         },
         split: args.valid.map(|valid| Split { valid, seed: args.split_seed }),
         out: args.out.clone(),

@@ -14,6 +14,7 @@
 //! (write-through to the session store) *before* its lesson line is appended, and the line is
 //! written whole and synced before the next probe starts.
 
+mod curate;
 mod generate;
 mod protocol;
 mod review;
@@ -28,8 +29,8 @@ use crate::probes::Probe;
 use crate::scorer::{Scorer, Thresholds};
 
 pub use protocol::{
-    Candidate, Control, CurationMode, Decider, Decision, EngineEvent, MAX_RUNS, Outcome, Review, Settings, Summary,
-    best_of,
+    BulkAction, Candidate, Control, CurationMode, Decider, Decision, EngineEvent, MAX_RUNS, Outcome, Review, Settings,
+    Summary, Tagging, best_of,
 };
 pub use state::{Journal, JournalError, ProbeStart};
 

@@ -224,7 +224,9 @@ pub async fn run(
             | EngineEvent::AwaitingReview { .. }
             | EngineEvent::Settings(_)
             | EngineEvent::Unpaused
-            | EngineEvent::Prefilled { .. } => {}
+            | EngineEvent::Prefilled { .. }
+            | EngineEvent::Tagged { .. }
+            | EngineEvent::BulkProgress { .. } => {}
             EngineEvent::Finished(s) => {
                 last = Some(s);
                 break;

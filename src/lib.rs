@@ -25,7 +25,9 @@
 //! - [`distill::Engine`] is the one implementation of the loop. It reports
 //!   [`distill::EngineEvent`]s on a bounded channel and obeys [`distill::Control`] commands; the
 //!   headless printer and the TUI are views over it. The engine is the one place that numbers
-//!   runs (its events carry them) and that decides what an undo or a stop did.
+//!   runs (its events carry them) and that decides what an undo or a stop did. Tags and notes
+//!   (`Control::Tag`) and bulk decisions over many probes (`Control::Bulk`, one control
+//!   carrying the list, progress reported) go through it too: the views never write the store.
 //! - [`app`] is the workbench (the TUI): one `select!` loop owns its [`app::State`]; terminal
 //!   keys (through the configurable [`app::Keymap`]), engine events and memory readings become
 //!   [`app::Action`]s; [`app::update`] is the only state transition and returns

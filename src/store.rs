@@ -28,6 +28,7 @@ mod resume;
 mod rows;
 mod schema;
 pub mod scores;
+mod tags;
 
 use std::path::{Path, PathBuf};
 

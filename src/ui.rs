@@ -4,6 +4,7 @@
 
 pub mod candidates;
 pub mod compare;
+pub mod curate;
 pub mod layout;
 pub mod memory;
 pub mod overlays;
@@ -80,6 +81,9 @@ pub fn render(s: &State, t: &Theme, f: &mut Frame) {
         }
         Some(Modal::Detail { probe, run, text, top }) => overlays::detail(s, (*probe, *run), text, *top, t, f, area),
         Some(Modal::Compare(cmp)) => compare::render(s, cmp, t, f, area),
+        Some(Modal::Tag(form)) => curate::tag_form(s, form, t, f, area),
+        Some(Modal::BulkChoose { probes }) => curate::bulk_choose(s, probes, t, f, area),
+        Some(Modal::ConfirmBulk(plan)) => curate::confirm_bulk(s, plan, t, f, area),
     }
 }
 

@@ -15,6 +15,7 @@
 //! | SetRuns, SetTemperature, SetLimits | settings_mid_probe_review   | settings_mid_probe_auto                     |
 //! | Review           | review_decisions_and_refusals, below_the_gate | review_in_auto_mode_is_refused, undo_in_auto_mode |
 //! | Undo             | undo_a_written_line_then_more                 | undo_in_auto_mode                           |
+//! | Tag, Bulk        | tag_and_bulk_in_a_generated_review_run_then_resume (and tests/curation_engine.rs) | — |
 //!
 //! Resume with undecided candidates (a gap in the stored runs): resume_fills_the_gap_{review,auto}.
 
@@ -497,4 +498,70 @@ async fn resume_fills_the_gap_review() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn resume_fills_the_gap_auto() {
     resume_fills_the_gap(Auto).await;
+}
+
+// --- Tag, Bulk ------------------------------------------------------------------------------
+
+fn bulk_done(e: &EngineEvent) -> bool {
+    matches!(e, EngineEvent::BulkProgress { done, total, .. } if done == total)
+}
+
+/// (probe id, tags JSON, note, kind of the decision tagged) of every tag row, in order.
+fn tag_rows(dir: &std::path::Path) -> Vec<(String, String, Option<String>, Option<String>)> {
+    let c = rusqlite::Connection::open(db(dir)).expect("store");
+    let mut st = c
+        .prepare(
+            "SELECT p.probe_id, t.tags, t.note, d.kind FROM decision_tags t JOIN probes p ON p.id = t.probe_row
+             LEFT JOIN decisions d ON d.id = t.decision_id ORDER BY t.id",
+        )
+        .expect("query");
+    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("decoded")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tag_and_bulk_in_a_generated_review_run_then_resume() {
+    use lem_tui::distill::{BulkAction, Tagging};
+    let mut h = Harness::start(&Setup { probes: 3, ..Setup::new(ReviewMode) }, plain, tmp());
+    h.until("P0 in review", reviewing(0)).await;
+    // A bulk accept over all three: only P0 has candidates; P1 and P2 are not generated yet and
+    // stay open (the engine generates them next, as usual).
+    h.send(Control::Bulk { probes: vec![0, 1, 2], action: BulkAction::Accept }).await;
+    let kept = decision_of(&h.until("P0 decided", decided(0)).await);
+    let Decision::Kept { run, by: Decider::Operator } = kept else { panic!("{kept:?}") };
+    assert_eq!(h.until("bulk done", bulk_done).await, EngineEvent::BulkProgress { done: 3, total: 3, decided: 1 });
+    assert_eq!(responses(h.dir.path()), [answer("Why are there tides?", u64::from(run))]);
+    h.until("P1 in review", reviewing(1)).await;
+    // Tagging the decided P0 attaches the tags to its kept decision; an unknown probe is refused.
+    let facts = Tagging::new(["facts", " facts ", ""], Some("  "));
+    assert_eq!(facts, Tagging { tags: vec!["facts".into()], note: None }, "tags trimmed and deduplicated");
+    h.send(Control::Tag { probe: 0, tagging: facts.clone() }).await;
+    assert_eq!(
+        h.until("P0 tagged", |e| matches!(e, EngineEvent::Tagged { .. })).await,
+        EngineEvent::Tagged { tags: vec![(0, facts.clone())] }
+    );
+    h.send(Control::Tag { probe: 7, tagging: facts.clone() }).await;
+    h.until("an unknown probe refused", refused("no probe 8 to tag")).await;
+    // A bulk reject over P1 (under review) and P0 (decided: left alone).
+    h.send(Control::Bulk { probes: vec![1, 0], action: BulkAction::Reject }).await;
+    assert_eq!(decision_of(&h.until("P1 decided", decided(1)).await), Decision::Rejected);
+    assert_eq!(h.until("bulk done", bulk_done).await, EngineEvent::BulkProgress { done: 2, total: 2, decided: 1 });
+    h.until("P2 in review", reviewing(2)).await;
+    h.send(Control::Stop { now: false }).await;
+    let (summary, _, dir) = h.finish().await;
+    assert_eq!((summary.kept, summary.skipped), (1, 1));
+    assert_eq!(decisions(dir.path()), [d("P0", "kept"), d("P1", "rejected")]);
+    assert_eq!(tag_rows(dir.path()), [("P0".into(), r#"["facts"]"#.into(), None, Some("kept".into()))]);
+
+    // Resume: the tags come back before P2 is reviewed; nothing decided is decided again.
+    let mut h = Harness::start(&Setup { probes: 3, ..Setup::new(ReviewMode) }, plain, dir);
+    let ev = h.until("stored tags", |e| matches!(e, EngineEvent::Tagged { .. })).await;
+    assert_eq!(ev, EngineEvent::Tagged { tags: vec![(0, facts)] });
+    h.until("P2 in review", reviewing(2)).await;
+    h.send(Control::Stop { now: false }).await;
+    let (_, _, dir) = h.finish().await;
+    assert_eq!(responses(dir.path()), [answer("Why are there tides?", u64::from(run))], "the file is as it was");
+    assert_eq!(decisions(dir.path()), [d("P0", "kept"), d("P1", "rejected")]);
 }

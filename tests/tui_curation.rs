@@ -98,7 +98,7 @@ fn the_probe_list_sorts_by_each_column_and_back() {
     cmd(&mut s, Command::Top);
     cmd(&mut s, Command::Down);
     assert_eq!(s.probes[s.selected].id, "lesson.jsonl:1");
-    for _ in 0..5 {
+    for _ in 0..6 {
         cmd(&mut s, Command::Sort);
     }
     assert_eq!(s.sorts.probes.key, SortKey::Order);

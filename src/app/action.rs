@@ -37,6 +37,8 @@ pub enum Command {
     Accept,
     /// Reject every candidate of the probe under review.
     Reject,
+    /// Reject every candidate, giving a reason (stored as the decision's note).
+    RejectWithReason,
     /// Generate more candidates for the probe under review.
     More,
     /// Decide nothing about the probe under review and move on.
@@ -51,8 +53,12 @@ pub enum Command {
     Limits,
     /// Switch between auto and review curation.
     Mode,
-    /// Filter the probe list (by id, domain or status).
+    /// Filter the probe list (by id, domain, status, `tag:NAME`, `note:WORD`, `g<60`).
     Filter,
+    /// Tag the selected probe's decision, with an optional note.
+    Tag,
+    /// Accept, reject, skip or tag every probe in the filter (after a count confirmation).
+    Bulk,
     /// Sort the focused list (probes, or the candidate table) by its next column.
     Sort,
     /// Reverse the focused list's sort.
@@ -69,7 +75,7 @@ pub enum Command {
 
 impl Command {
     /// Every command, in the order the help overlay lists them.
-    pub const ALL: [Command; 26] = [
+    pub const ALL: [Command; 29] = [
         Command::Up,
         Command::Down,
         Command::PageUp,
@@ -82,6 +88,7 @@ impl Command {
         Command::Back,
         Command::Accept,
         Command::Reject,
+        Command::RejectWithReason,
         Command::More,
         Command::Skip,
         Command::Undo,
@@ -90,6 +97,8 @@ impl Command {
         Command::Limits,
         Command::Mode,
         Command::Filter,
+        Command::Tag,
+        Command::Bulk,
         Command::Sort,
         Command::SortReverse,
         Command::Compare,
@@ -113,6 +122,7 @@ impl Command {
             Command::Back => "back",
             Command::Accept => "accept",
             Command::Reject => "reject",
+            Command::RejectWithReason => "reject_with_reason",
             Command::More => "more",
             Command::Skip => "skip",
             Command::Undo => "undo",
@@ -121,6 +131,8 @@ impl Command {
             Command::Limits => "limits",
             Command::Mode => "mode",
             Command::Filter => "filter",
+            Command::Tag => "tag",
+            Command::Bulk => "bulk",
             Command::Sort => "sort",
             Command::SortReverse => "sort_reverse",
             Command::Compare => "compare",
@@ -145,6 +157,7 @@ impl Command {
             Command::Back => "close / clear filter",
             Command::Accept => "accept selected candidate",
             Command::Reject => "reject all candidates",
+            Command::RejectWithReason => "reject, with a reason",
             Command::More => "more candidates",
             Command::Skip => "skip this probe",
             Command::Undo => "undo last decision",
@@ -152,7 +165,9 @@ impl Command {
             Command::Cancel => "cancel current candidate",
             Command::Limits => "limits, runs, temperature",
             Command::Mode => "switch auto / review",
-            Command::Filter => "filter probes",
+            Command::Filter => "filter (tag:NAME g<60 …)",
+            Command::Tag => "tag / note the decision",
+            Command::Bulk => "bulk over the filter",
             Command::Sort => "sort by next column",
             Command::SortReverse => "reverse the sort",
             Command::Compare => "compare two candidates (diff)",

@@ -12,4 +12,5 @@ pub fn preload(s: &mut State, starts: &[ProbeStart]) {
             view.candidates.clone_from(stored);
         }
     }
+    s.reorder();
 }

@@ -1,9 +1,9 @@
 //! Sorting the probe list and the candidate table by any column. A probe sorts by its best
-//! candidate's figures. Pure: the order is derived from the state on each read (a sort of
-//! 100,000 keys takes a few milliseconds), so nothing has to be kept in step with new data.
+//! candidate's figures. Pure; the probe list's order is cached in the state until the data, the
+//! filter or the sort change (`State::order`).
 
 use super::state::Status;
-use crate::distill::{Candidate, Outcome};
+use crate::distill::{Candidate, Outcome, Tagging};
 
 /// What a list is sorted by.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -20,10 +20,13 @@ pub enum SortKey {
     /// Decode tokens per second.
     TokS,
     Status,
+    /// The probe's tags (alphabetically by their first); in the candidate table, the kept
+    /// candidate (which carries the decision's tags) first.
+    Tag,
 }
 
 impl SortKey {
-    const CYCLE: [SortKey; 8] = [
+    const CYCLE: [SortKey; 9] = [
         SortKey::Order,
         SortKey::Composite,
         SortKey::Uplift,
@@ -32,6 +35,7 @@ impl SortKey {
         SortKey::Length,
         SortKey::TokS,
         SortKey::Status,
+        SortKey::Tag,
     ];
 
     #[must_use]
@@ -45,6 +49,7 @@ impl SortKey {
             SortKey::Length => "length",
             SortKey::TokS => "tok/s",
             SortKey::Status => "status",
+            SortKey::Tag => "tag",
         }
     }
 
@@ -72,7 +77,7 @@ impl Sort {
     /// The next column; figures start highest first, the load order and status lowest first.
     pub fn cycle(&mut self) {
         self.key = self.key.next();
-        self.descending = !matches!(self.key, SortKey::Order | SortKey::Status);
+        self.descending = !matches!(self.key, SortKey::Order | SortKey::Status | SortKey::Tag);
     }
 
     pub fn reverse(&mut self) {
@@ -145,7 +150,30 @@ pub fn candidate_value(key: SortKey, c: &Candidate) -> Option<f64> {
         SortKey::Length => Some(c.text.chars().count() as f64),
         SortKey::TokS => Some(c.metrics.decode_tok_s),
         SortKey::Status => Some(if scored.is_some() { 0.0 } else { 1.0 }),
+        // The table works this one out itself: it depends on the probe's decision.
+        SortKey::Tag => None,
     }
+}
+
+/// Each tag set's rank in alphabetical order (by its sorted, lowercased tags), so tags sort as
+/// numbers. Untagged probes have no rank (they go last).
+#[must_use]
+pub fn tag_ranks<'a>(tags: impl Iterator<Item = &'a Tagging>) -> std::collections::HashMap<String, f64> {
+    let keys: std::collections::BTreeSet<String> = tags.filter(|t| !t.tags.is_empty()).map(tag_key).collect();
+    #[allow(clippy::cast_precision_loss)]
+    keys.into_iter().enumerate().map(|(i, k)| (k, i as f64)).collect()
+}
+
+fn tag_key(t: &Tagging) -> String {
+    let mut v: Vec<String> = t.tags.iter().map(|t| t.to_lowercase()).collect();
+    v.sort();
+    v.join("\u{1}")
+}
+
+/// A probe's place under [`SortKey::Tag`], from [`tag_ranks`].
+#[must_use]
+pub fn tag_value(ranks: &std::collections::HashMap<String, f64>, t: &Tagging) -> Option<f64> {
+    if t.tags.is_empty() { None } else { ranks.get(&tag_key(t)).copied() }
 }
 
 /// A probe's figure for `key`: its best candidate's, its status rank, or its place in the list.
@@ -187,6 +215,6 @@ mod tests {
             seen.push(s.key);
         }
         assert_eq!(seen.last(), Some(&SortKey::Order));
-        assert_eq!(seen.len(), 8);
+        assert_eq!(seen.len(), 9);
     }
 }

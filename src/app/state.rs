@@ -4,12 +4,13 @@
 use std::time::Duration;
 
 use crate::backend::{Limits, MemorySnapshot};
-use crate::distill::{Candidate, CurationMode, Decision, Outcome, Settings, Summary};
+use crate::distill::{BulkAction, Candidate, CurationMode, Decision, Outcome, Settings, Summary, Tagging};
 use crate::probes::Probe;
 
 pub use super::form::LimitsForm;
 use super::keymap::Keymap;
 use super::sort::{self, Sorts};
+pub use super::tagform::{TagForm, TagTarget};
 pub use super::throughput::Throughput;
 use super::wrap::Wrapped;
 
@@ -50,6 +51,8 @@ pub struct ProbeView {
     pub status: Status,
     pub candidates: Vec<Candidate>,
     pub decision: Option<Decision>,
+    /// The tags and note that stand for the probe's decision.
+    pub tagging: Tagging,
 }
 
 impl ProbeView {
@@ -110,6 +113,14 @@ pub enum Modal {
     },
     /// Two candidates of a probe side by side, diffed.
     Compare(Box<super::compare::Compare>),
+    /// Tags and a note for a probe (or a bulk, or a reject's reason).
+    Tag(Box<TagForm>),
+    /// What to do to every probe in the filter (`B`): accept, reject, skip or tag.
+    BulkChoose {
+        probes: Vec<usize>,
+    },
+    /// Nothing happens to a bulk until this is answered.
+    ConfirmBulk(Box<BulkPlan>),
     /// A candidate's full text and score breakdown.
     Detail {
         probe: usize,
@@ -117,6 +128,29 @@ pub enum Modal {
         text: Wrapped,
         top: usize,
     },
+}
+
+/// A bulk the operator is asked to confirm, with what it will do.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BulkPlan {
+    pub probes: Vec<usize>,
+    pub action: BulkAction,
+    /// Probes the action decides (undecided, with candidates; with a score, to accept).
+    pub deciding: usize,
+    /// Of those, how many a bulk accept keeps below the gate.
+    pub below_gate: usize,
+}
+
+/// The probe list's order under the filter and sort, worked out on first read after the data,
+/// the filter or the sort changed (a sort of 100,000 probes is milliseconds: not per key).
+/// Equal whatever it holds: it is derived, not state.
+#[derive(Clone, Debug, Default)]
+pub struct OrderCache(std::cell::OnceCell<Vec<usize>>);
+
+impl PartialEq for OrderCache {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
 }
 
 /// How keys are read at the moment (see the keymap).
@@ -172,6 +206,10 @@ pub struct State {
     pub focus: Pane,
     pub modal: Option<Modal>,
     pub filter: String,
+    /// The visible probes in order; reset by [`State::reorder`].
+    pub order: OrderCache,
+    /// Tags used lately, newest first (the tag editor's picker).
+    pub recent_tags: Vec<String>,
     /// The order of the probe list and of the candidate table.
     pub sorts: Sorts,
     pub settings: Settings,
@@ -208,6 +246,7 @@ impl State {
                 status: Status::Queued,
                 candidates: Vec::new(),
                 decision: None,
+                tagging: Tagging::default(),
             })
             .collect();
         Self {
@@ -219,6 +258,8 @@ impl State {
             focus: Pane::Probes,
             modal: None,
             filter: String::new(),
+            order: OrderCache::default(),
+            recent_tags: Vec::new(),
             sorts: Sorts::default(),
             settings,
             current: None,
@@ -247,38 +288,47 @@ impl State {
 
     pub fn input_context(&self) -> InputContext {
         match &self.modal {
-            Some(Modal::Filter | Modal::Limits(_)) => InputContext::Text,
-            Some(Modal::ConfirmQuit | Modal::ConfirmAccept { .. }) => InputContext::Confirm,
-            Some(Modal::Help | Modal::Detail { .. } | Modal::Compare(_)) | None => InputContext::Normal,
+            Some(Modal::Filter | Modal::Limits(_) | Modal::Tag(_)) => InputContext::Text,
+            Some(Modal::ConfirmQuit | Modal::ConfirmAccept { .. } | Modal::ConfirmBulk(_)) => InputContext::Confirm,
+            Some(Modal::Help | Modal::Detail { .. } | Modal::Compare(_) | Modal::BulkChoose { .. }) | None => {
+                InputContext::Normal
+            }
         }
     }
 
     /// Indices of the probes the filter lets through, in the probe list's sort order.
     pub fn visible(&self) -> Vec<usize> {
-        let mut v = self.filtered();
-        let key = self.sorts.probes.key;
-        self.sorts.probes.apply(&mut v, |&i| {
-            let p = &self.probes[i];
-            sort::probe_value(key, i, p.status, p.best())
-        });
-        v
+        self.order().to_vec()
+    }
+
+    /// [`State::visible`] without a copy.
+    pub fn order(&self) -> &[usize] {
+        self.order.0.get_or_init(|| {
+            let mut v = self.filtered();
+            let key = self.sorts.probes.key;
+            let tags = (key == sort::SortKey::Tag).then(|| sort::tag_ranks(self.probes.iter().map(|p| &p.tagging)));
+            self.sorts.probes.apply(&mut v, |&i| {
+                let p = &self.probes[i];
+                match &tags {
+                    Some(ranks) => sort::tag_value(ranks, &p.tagging),
+                    None => sort::probe_value(key, i, p.status, p.best()),
+                }
+            });
+            v
+        })
+    }
+
+    /// The data, the filter or the sort changed: the order is worked out again on next read.
+    pub fn reorder(&mut self) {
+        self.order = OrderCache::default();
     }
 
     fn filtered(&self) -> Vec<usize> {
-        let f = self.filter.trim().to_lowercase();
-        (0..self.probes.len())
-            .filter(|&i| {
-                if f.is_empty() {
-                    return true;
-                }
-                let p = &self.probes[i];
-                f.split_whitespace().all(|w| {
-                    p.id.to_lowercase().contains(w)
-                        || p.domain.to_lowercase().contains(w)
-                        || p.status.label().starts_with(w)
-                })
-            })
-            .collect()
+        let f = super::filter::Filter::parse(&self.filter);
+        if f.is_empty() {
+            return (0..self.probes.len()).collect();
+        }
+        (0..self.probes.len()).filter(|&i| f.matches(&self.probes[i])).collect()
     }
 
     /// The candidate table's rows for probe `i`: finished candidates, then live ones.
@@ -290,8 +340,14 @@ impl State {
         }
         rows.sort_by_key(Row::run);
         let key = self.sorts.candidates.key;
+        let kept = match p.decision {
+            Some(Decision::Kept { run, .. }) => Some(run),
+            _ => None,
+        };
         // Rows still streaming have no figures yet: they stay at the end.
         self.sorts.candidates.apply(&mut rows, |r| match r {
+            // A decision's tags belong to the candidate it kept.
+            Row::Done(c) if key == sort::SortKey::Tag => Some(if kept == Some(c.run) { 0.0 } else { 1.0 }),
             Row::Done(c) => sort::candidate_value(key, c),
             Row::Live(_) => None,
         });

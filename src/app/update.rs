@@ -14,6 +14,11 @@ use crate::ui::layout;
 
 pub fn update(s: &mut State, action: Action) -> Vec<Effect> {
     let mut fx = Vec::new();
+    let before = (s.filter.clone(), s.sorts);
+    let data = matches!(&action, Action::Engine { event, .. } if engine::reorders(event));
+    if data {
+        s.reorder();
+    }
     match action {
         Action::Command(c) => command(s, c, &mut fx),
         Action::Char(c) => match &mut s.modal {
@@ -22,6 +27,7 @@ pub fn update(s: &mut State, action: Action) -> Vec<Effect> {
                 keep_selection_visible(s);
             }
             Some(Modal::Limits(f)) => f.type_char(c),
+            Some(Modal::Tag(f)) => f.type_char(c),
             _ => {}
         },
         Action::Backspace => match &mut s.modal {
@@ -30,6 +36,7 @@ pub fn update(s: &mut State, action: Action) -> Vec<Effect> {
                 keep_selection_visible(s);
             }
             Some(Modal::Limits(f)) => f.backspace(),
+            Some(Modal::Tag(f)) => f.backspace(),
             _ => {}
         },
         Action::Engine { event, at } => {
@@ -65,6 +72,9 @@ pub fn update(s: &mut State, action: Action) -> Vec<Effect> {
             note(s, Level::Error, format!("not sent to the engine ({why}): {}", describe(&control)));
         }
     }
+    if data || before.0 != s.filter || before.1 != s.sorts {
+        s.reorder();
+    }
     sync_stream(s);
     fx
 }
@@ -82,6 +92,8 @@ fn describe(c: &Control) -> String {
         Control::SetTemperature(t) => format!("temperature {t}"),
         Control::Review { review, .. } => format!("decision {review:?}").to_lowercase(),
         Control::Undo => "undo".into(),
+        Control::Tag { .. } => "tags".into(),
+        Control::Bulk { probes, .. } => format!("bulk over {} probes", probes.len()),
     }
 }
 
@@ -143,6 +155,9 @@ fn command(s: &mut State, c: Command, fx: &mut Vec<Effect>) {
                 note(s, Level::Info, "not accepted");
             }
         }
+        Some(Modal::Tag(form)) => curate::tag_key(s, form, c, fx),
+        Some(Modal::BulkChoose { probes }) => curate::choose_key(s, probes, c),
+        Some(Modal::ConfirmBulk(plan)) => curate::confirm_key(s, *plan, c, fx),
         Some(Modal::Compare(cmp)) => {
             let page = usize::from(layout::detail(area(s)).1.height.max(1));
             s.modal = cmp.key(s, c, page).map(|c| Modal::Compare(Box::new(c)));
@@ -193,6 +208,9 @@ fn normal(s: &mut State, c: Command, fx: &mut Vec<Effect>) {
         }
         Command::Accept => accept(s, fx),
         Command::Reject => review(s, Review::RejectAll, fx),
+        Command::RejectWithReason => curate::open_reject(s),
+        Command::Tag => curate::open_tag(s),
+        Command::Bulk => curate::open_bulk(s),
         Command::More => review(s, Review::More { n: s.settings.runs }, fx),
         Command::Skip => review(s, Review::Skip, fx),
         Command::Undo => control(s, Control::Undo, fx),
@@ -241,7 +259,7 @@ fn quit(s: &mut State, fx: &mut Vec<Effect>) {
     fx.push(Effect::Quit);
 }
 
-fn control(s: &mut State, c: Control, fx: &mut Vec<Effect>) {
+pub(super) fn control(s: &mut State, c: Control, fx: &mut Vec<Effect>) {
     if s.engine_gone {
         note(s, Level::Warn, "the run has ended; nothing more can be changed");
     } else {
@@ -286,7 +304,7 @@ fn step(i: usize, by: isize, n: usize) -> usize {
 }
 
 fn move_probe(s: &mut State, by: isize) {
-    let visible = s.visible();
+    let visible = s.order();
     if visible.is_empty() {
         return;
     }
@@ -299,7 +317,8 @@ fn move_probe(s: &mut State, by: isize) {
 }
 
 fn keep_selection_visible(s: &mut State) {
-    let visible = s.visible();
+    s.reorder();
+    let visible = s.order();
     if let Some(&first) = visible.first().filter(|_| !visible.contains(&s.selected)) {
         select_probe(s, first);
     }
@@ -330,7 +349,7 @@ fn review(s: &mut State, r: Review, fx: &mut Vec<Effect>) {
     send_review(s, probe, r, fx);
 }
 
-fn review_target(s: &mut State) -> Option<usize> {
+pub(super) fn review_target(s: &mut State) -> Option<usize> {
     let sel = &s.probes[s.selected.min(s.probes.len().saturating_sub(1))];
     let why = match s.reviewing {
         _ if s.decision_sent => "waiting for the engine to record the last decision".to_owned(),
@@ -361,7 +380,7 @@ fn accept(s: &mut State, fx: &mut Vec<Effect>) {
     send_review(s, probe, Review::Accept { run, below_gate_ok: false }, fx);
 }
 
-fn send_review(s: &mut State, probe: usize, review: Review, fx: &mut Vec<Effect>) {
+pub(super) fn send_review(s: &mut State, probe: usize, review: Review, fx: &mut Vec<Effect>) {
     if s.engine_gone {
         return note(s, Level::Warn, "the run has ended; nothing more can be decided");
     }
@@ -409,8 +428,11 @@ fn sync_stream(s: &mut State) {
     }
 }
 
+mod curate;
 mod engine;
 mod sorting;
+
+pub use curate::describe as describe_bulk;
 
 #[cfg(test)]
 mod tests;

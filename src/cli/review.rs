@@ -47,4 +47,11 @@ pub struct ReviewArgs {
     /// Uplift below which (with high echo) an answer counts as sycophantic.
     #[arg(long, default_value_t = 5.0, value_name = "F")]
     pub uplift_threshold: f64,
+    /// A model (config under .core/ai/models/, or the built-in ones) for `r`: more candidates
+    /// for an ingested prompt. Without it (or --endpoint) review has no backend.
+    #[arg(long, value_name = "FAMILY/SIZE")]
+    pub model: Option<String>,
+    /// An OpenAI-compatible server for `r` (repeatable), as for `distill --endpoint`.
+    #[arg(long = "endpoint", value_name = "URL")]
+    pub endpoints: Vec<String>,
 }

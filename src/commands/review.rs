@@ -60,12 +60,22 @@ pub fn review(args: &ReviewArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     };
 
-    let s = open_session(&path, &args.root, &args.files, &output, args.min_score, thresholds, Arc::new(NoBackend))?;
+    let Generation { backend, config, backend_label, model_label } = generation_backend(args, &output)?;
+    let s = open_session_with(
+        &path,
+        &args.root,
+        &args.files,
+        &output,
+        args.min_score,
+        thresholds,
+        backend,
+        config.as_ref(),
+    )?;
     eprintln!("{}", s.resume);
     let mut state = crate::app::State::new(
         crate::app::RunInfo {
-            backend: "none".into(),
-            model: "dataset".into(),
+            backend: backend_label,
+            model: model_label,
             output: s.output.display().to_string(),
             gate: args.min_score,
         },
@@ -82,6 +92,50 @@ pub fn review(args: &ReviewArgs) -> anyhow::Result<ExitCode> {
     let summary = runtime.block_on(crate::app::run_engine(state, s.engine, s.backend, workbench))?;
     crate::app::launch::print_summary(summary.as_ref(), &s.output);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The backend `r` generates more candidates with: the model or endpoints named, loaded as
+/// `distill` loads them (its config, its sampling); with neither, [`NoBackend`].
+fn generation_backend(args: &ReviewArgs, output: &Path) -> anyhow::Result<Generation> {
+    if args.model.is_none() && args.endpoints.is_empty() {
+        return Ok(Generation {
+            backend: Arc::new(NoBackend),
+            config: None,
+            backend_label: "none".into(),
+            model_label: "dataset".into(),
+        });
+    }
+    // The same flags `distill` takes, so the model is found, fetched-checked and loaded the one
+    // way; its lesson file is the review's, and the session store is review's own.
+    let mut argv: Vec<String> = vec!["lem-tui".into(), "distill".into(), "--no-store".into()];
+    argv.extend(["--root".into(), args.root.display().to_string()]);
+    argv.extend(["--output".into(), output.display().to_string()]);
+    if let Some(m) = &args.model {
+        argv.extend(["--model".into(), m.clone()]);
+    }
+    for e in &args.endpoints {
+        argv.extend(["--endpoint".into(), e.clone()]);
+    }
+    let cli = <crate::cli::Cli as clap::Parser>::try_parse_from(&argv).context("review --model/--endpoint")?;
+    let Some(crate::cli::Command::Distill(distill)) = cli.command else {
+        anyhow::bail!("review --model/--endpoint: not a distill command line");
+    };
+    let prepared = crate::setup::prepare(&distill)?;
+    let backend = crate::setup::start_backend(&prepared, &mut |m| eprintln!("{m}"))?;
+    Ok(Generation {
+        backend,
+        config: Some(prepared.distill.clone()),
+        backend_label: prepared.backend.label().into(),
+        model_label: prepared.model_name.clone(),
+    })
+}
+
+/// What `r` generates with, and how the status bar names it.
+struct Generation {
+    backend: Arc<dyn Backend>,
+    config: Option<DistillConfig>,
+    backend_label: String,
+    model_label: String,
 }
 
 /// An ingested session ready to curate: the engine in review mode over its probes, each resumed
@@ -105,6 +159,23 @@ pub fn open_session(
     thresholds: Thresholds,
     backend: Arc<dyn Backend>,
 ) -> anyhow::Result<ReviewSession> {
+    open_session_with(store_path, root, files, output, gate, thresholds, backend, None)
+}
+
+/// [`open_session`] with a backend that generates: `generation` (a `distill` configuration)
+/// gives its sampling and minimum length. Still one candidate a probe to start with: the
+/// stored ones; `r` asks for more.
+#[allow(clippy::too_many_arguments)]
+pub fn open_session_with(
+    store_path: &Path,
+    root: &Path,
+    files: &[PathBuf],
+    output: &Path,
+    gate: f64,
+    thresholds: Thresholds,
+    backend: Arc<dyn Backend>,
+    generation: Option<&DistillConfig>,
+) -> anyhow::Result<ReviewSession> {
     let files: Vec<PathBuf> = files.iter().map(|f| crate::store::canonical(f)).collect();
     let store = Store::open(store_path)?;
     let spec = dataset::review_spec(&store, root, &files, output)?;
@@ -119,13 +190,13 @@ pub fn open_session(
     let (journal, starts, resume) = opened.begin(&spec, &probes, &model)?;
     let cfg = DistillConfig {
         runs: 1,
-        min_chars: 0,
+        min_chars: generation.map_or(0, |g| g.min_chars),
         min_score: gate,
         thresholds,
-        sampling: Sampling::default(),
+        sampling: generation.map_or_else(Sampling::default, |g| g.sampling),
         kernel: spec.kernel.clone(),
         signature: spec.signature.clone(),
-        sequential: false,
+        sequential: generation.is_some_and(|g| g.sequential),
         output: spec.output.clone(),
     };
     let engine = Engine {

@@ -46,7 +46,9 @@ impl Run {
                         // The rest of this probe's candidates are not generated either.
                         Some(Control::CancelGeneration) => { cancelled = true; job.cancel(); }
                         Some(Control::Stop { now: true }) => { self.stop = true; self.cancel.cancel(); }
-                        Some(c @ (Control::Review { .. } | Control::Undo)) => self.deferred.push_back(c),
+                        Some(c @ (Control::Review { .. } | Control::Undo | Control::Tag { .. } | Control::Bulk { .. })) => {
+                            self.deferred.push_back(c);
+                        }
                         Some(c) => { self.apply(c, None).await?; }
                     },
                     (limits, answer) = limits_answer(&mut self.pending_limits), if !self.pending_limits.is_empty() => {

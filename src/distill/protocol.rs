@@ -117,6 +117,46 @@ pub enum Review {
     Skip,
 }
 
+/// Free-text tags and an optional note on a probe's decision (a reject's reason is a note).
+/// Each change is stored as a new row holding the whole set: the latest row stands.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tagging {
+    pub tags: Vec<String>,
+    pub note: Option<String>,
+}
+
+impl Tagging {
+    /// Tags trimmed, without empties or repeats (first spelling kept); a blank note is none.
+    #[must_use]
+    pub fn new(tags: impl IntoIterator<Item = impl AsRef<str>>, note: Option<&str>) -> Self {
+        let mut out: Vec<String> = Vec::new();
+        for t in tags {
+            let t = t.as_ref().trim();
+            if !t.is_empty() && !out.iter().any(|o| o == t) {
+                out.push(t.to_owned());
+            }
+        }
+        let note = note.map(str::trim).filter(|n| !n.is_empty()).map(str::to_owned);
+        Self { tags: out, note }
+    }
+
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.tags.is_empty() && self.note.is_none()
+    }
+}
+
+/// What a bulk control does to each probe of its list.
+#[derive(Clone, Debug, PartialEq)]
+pub enum BulkAction {
+    /// Keep the best candidate by composite (the operator confirmed the count, gate or not).
+    Accept,
+    Reject,
+    Skip,
+    /// Replace the probes' tags and note.
+    Tag(Tagging),
+}
+
 /// Commands the engine obeys. Settings apply to the next request; `CancelGeneration` and
 /// `Stop { now: true }` act between tokens.
 #[derive(Clone, Debug, PartialEq)]
@@ -144,6 +184,19 @@ pub enum Control {
     /// Take back the most recent decision: its lesson line is removed and the probe is
     /// reviewed again by the operator (in auto mode too: the operator took it in hand).
     Undo,
+    /// Tag a probe's decision (or the probe, before it is decided).
+    Tag {
+        probe: usize,
+        tagging: Tagging,
+    },
+    /// One action over many probes, applied in order, each decision committed and written as a
+    /// single one is. Probes already decided (or with nothing generated) are left as they are,
+    /// except by `Tag`. One control carries the whole list so a large bulk never floods the
+    /// bounded channel.
+    Bulk {
+        probes: Vec<usize>,
+        action: BulkAction,
+    },
 }
 
 /// Live settings, reported whenever they change.
@@ -222,6 +275,17 @@ pub enum EngineEvent {
     Undone {
         probe: usize,
         decision: Decision,
+    },
+    /// The tags that now stand for these probes (at start: those stored earlier).
+    Tagged {
+        tags: Vec<(usize, Tagging)>,
+    },
+    /// A bulk control's progress: `done` of `total` probes handled (`decided` of them got a
+    /// decision); the last report has `done == total`.
+    BulkProgress {
+        done: usize,
+        total: usize,
+        decided: usize,
     },
     /// A command that could not be carried out, and why.
     Refused {

@@ -162,6 +162,7 @@ impl Run {
                 match self.apply(c, Some(i)).await? {
                     Applied::Review(r) => break r,
                     Applied::Undid => return Ok(ReviewOutcome::Reopened),
+                    Applied::Decided => return Ok(ReviewOutcome::Decided),
                     Applied::Stop => {
                         self.queue.push_front(Job::Review(i));
                         return Ok(ReviewOutcome::Stopped);

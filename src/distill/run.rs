@@ -46,6 +46,8 @@ pub(super) enum Applied {
     Undid,
     /// The mode changed (a probe under review is then decided by the gate if it is now auto).
     Mode(CurationMode),
+    /// A bulk decided the probe under review.
+    Decided,
     Stop,
 }
 
@@ -127,7 +129,10 @@ impl Engine {
         if !done.is_empty() || !undecided.is_empty() {
             run.emit(EngineEvent::Resumed { done, undecided }).await;
         }
-        let result = run.main_loop().await;
+        let result = match run.report_stored_tags().await {
+            Ok(()) => run.main_loop().await,
+            Err(e) => Err(e),
+        };
         run.summary.duration = started.elapsed();
         let summary = run.summary.clone();
         run.emit(EngineEvent::Finished(summary.clone())).await;
@@ -342,6 +347,12 @@ impl Run {
             Control::Undo => {
                 if self.undo(reviewing).await? {
                     return Ok(Applied::Undid);
+                }
+            }
+            Control::Tag { probe, tagging } => self.tag(vec![(probe, tagging)]).await?,
+            Control::Bulk { probes, action } => {
+                if self.bulk(probes, action, reviewing).await? {
+                    return Ok(Applied::Decided);
                 }
             }
         }

@@ -6,7 +6,7 @@ use std::ops::Range;
 
 use crate::probes::Probe;
 
-use super::{Candidate, Decision};
+use super::{Candidate, Decision, Tagging};
 
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -32,6 +32,15 @@ pub trait Journal: Send {
     /// The undo is complete (`removed`: its line is out of the file, or it had none) or rolled
     /// back (the line could not be removed; the decision stands).
     fn undo_finished(&mut self, undo: i64, removed: bool) -> Result<(), JournalError>;
+    /// Records the tags and note that now stand for each probe (a new row each; nothing is
+    /// overwritten), attached to its standing decision if it has one. One commit for the lot.
+    fn tag(&mut self, _items: &[(usize, Tagging)]) -> Result<(), JournalError> {
+        Ok(())
+    }
+    /// The tags that stand for each probe of the run, stored earlier (resume).
+    fn tags(&mut self) -> Result<Vec<(usize, Tagging)>, JournalError> {
+        Ok(Vec::new())
+    }
     /// True when this (prompt, response) is already in the lesson file.
     fn is_duplicate(&self, _prompt: &str, _response: &str) -> bool {
         false

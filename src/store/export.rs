@@ -12,6 +12,9 @@
 //!   probes the operator rejected or the gate skipped are `false`. An operator's plain skip
 //!   says nothing about quality and is left out.
 //!
+//! Where any exported probe is tagged, SFT, DPO and KTO lines carry a `meta` object
+//! (`{"tags": [...], "note": "..."}`) and the manifest counts records per tag.
+//!
 //! By default every decision in the store counts (the decision that stands after undos);
 //! `Filter` narrows by session, model, probe set and score. Identical records appear once.
 
@@ -53,6 +56,9 @@ pub struct Filter {
     pub probes: Option<String>,
     /// Minimum composite of a kept (chosen) candidate.
     pub min_score: Option<f64>,
+    /// Only probes tagged with this (case-insensitive).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
@@ -106,6 +112,9 @@ pub struct Manifest {
     pub counts: Counts,
     /// sha256 over the records (JSONL lines, newline included) in export order, before the split.
     pub sha256: String,
+    /// Records per tag (a record counts under each tag of its probe's decision).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub tags: std::collections::BTreeMap<String, usize>,
     pub files: Vec<FileEntry>,
     #[serde(skip)]
     pub manifest_path: PathBuf,
@@ -120,13 +129,21 @@ pub fn export(store: &Store, req: &Request) -> Result<Manifest, StoreError> {
             store.path.display()
         )));
     }
-    let probes = records::probes(store, &sessions)?;
+    let mut probes = records::probes(store, &sessions)?;
+    if let Some(tag) = &req.filter.tag {
+        let tag = tag.to_lowercase();
+        probes.retain(|p| p.tagging.tags.iter().any(|t| t.to_lowercase() == tag));
+    }
     let prompt =
         req.prompt.unwrap_or(if req.format == Format::Lesson { PromptStyle::Sandwich } else { PromptStyle::Plain });
     let sandwiches = records::run_sandwiches(store)?;
     let mut counts = Counts { sessions: sessions.len(), probes: probes.len(), ..Counts::default() };
-    let builder = Builder { prompt, min_score: req.filter.min_score, sandwiches: &sandwiches };
-    let lines = builder.build(req.format, &probes, &mut counts);
+    // Tags ride along in a `meta` object where the format allows one (not LEM's lesson lines),
+    // on every line once any probe is tagged, so the column has one type throughout.
+    let meta = req.format != Format::Lesson && probes.iter().any(|p| !p.tagging.is_empty());
+    let builder = Builder { prompt, min_score: req.filter.min_score, sandwiches: &sandwiches, meta };
+    let mut tags = std::collections::BTreeMap::new();
+    let lines = builder.build(req.format, &probes, &mut counts, &mut tags);
     if lines.is_empty() {
         return Err(StoreError::Other(format!(
             "nothing to export: {} session(s), {} probe(s), but no {} records match (kept decisions are what \
@@ -150,6 +167,7 @@ pub fn export(store: &Store, req: &Request) -> Result<Manifest, StoreError> {
         split: req.split,
         counts,
         sha256,
+        tags,
         files: Vec::new(),
         manifest_path: PathBuf::new(),
     };
@@ -177,6 +195,14 @@ struct Builder<'a> {
     prompt: PromptStyle,
     min_score: Option<f64>,
     sandwiches: &'a records::Sandwiches,
+    meta: bool,
+}
+
+/// A record's tags and note (`note` is "" when there is none, so the column keeps one type).
+#[derive(Serialize)]
+struct Meta<'a> {
+    tags: &'a [String],
+    note: &'a str,
 }
 
 /// TRL's DPO columns, in the order people read them.
@@ -185,6 +211,8 @@ struct Dpo<'a> {
     prompt: &'a str,
     chosen: &'a str,
     rejected: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    meta: Option<Meta<'a>>,
 }
 
 /// TRL's KTO (unpaired preference) columns.
@@ -193,6 +221,17 @@ struct Kto<'a> {
     prompt: &'a str,
     completion: &'a str,
     label: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    meta: Option<Meta<'a>>,
+}
+
+/// SFT's chat record with its meta.
+#[derive(Serialize)]
+struct Sft<'a> {
+    #[serde(flatten)]
+    example: &'a TrainingExample,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    meta: Option<Meta<'a>>,
 }
 
 fn jsonl(v: &impl Serialize) -> String {
@@ -220,12 +259,25 @@ impl Builder<'_> {
         self.min_score.is_none_or(|m| composite.is_some_and(|c| c >= m))
     }
 
-    fn build(&self, format: Format, probes: &[ProbeData], counts: &mut Counts) -> Vec<String> {
+    fn meta<'p>(&self, p: &'p ProbeData) -> Option<Meta<'p>> {
+        self.meta.then(|| Meta { tags: &p.tagging.tags, note: p.tagging.note.as_deref().unwrap_or("") })
+    }
+
+    fn build(
+        &self,
+        format: Format,
+        probes: &[ProbeData],
+        counts: &mut Counts,
+        tags: &mut std::collections::BTreeMap<String, usize>,
+    ) -> Vec<String> {
         let mut seen = HashSet::new();
         let mut out = Vec::new();
-        let mut push = |key: String, line: String, counts: &mut Counts| {
+        let mut push = |key: String, line: String, p: &ProbeData, counts: &mut Counts| {
             if seen.insert(sha256_hex(key.as_bytes())) {
                 out.push(line);
+                for t in &p.tagging.tags {
+                    *tags.entry(t.clone()).or_default() += 1;
+                }
             } else {
                 counts.duplicates += 1;
             }
@@ -247,8 +299,12 @@ impl Builder<'_> {
                     let Some(c) = chosen else { continue };
                     let user = self.user(p, c.run_id, true);
                     let ex = TrainingExample::user_assistant(user.clone(), c.text.clone());
-                    let line = if format == Format::Lesson { training_line(&ex) } else { jsonl(&ex) };
-                    push(format!("{}\0{}", user, c.text), line, counts);
+                    let line = if format == Format::Lesson {
+                        training_line(&ex)
+                    } else {
+                        jsonl(&Sft { example: &ex, meta: self.meta(p) })
+                    };
+                    push(format!("{}\0{}", user, c.text), line, p, counts);
                 }
                 Format::Dpo => {
                     let Some(c) = chosen else { continue };
@@ -261,14 +317,14 @@ impl Builder<'_> {
                         continue;
                     };
                     let prompt = self.user(p, c.run_id, true);
-                    let v = Dpo { prompt: &prompt, chosen: &c.text, rejected: &negative };
-                    push(format!("{prompt}\0{}\0{negative}", c.text), jsonl(&v), counts);
+                    let v = Dpo { prompt: &prompt, chosen: &c.text, rejected: &negative, meta: self.meta(p) };
+                    push(format!("{prompt}\0{}\0{negative}", c.text), jsonl(&v), p, counts);
                 }
                 Format::Kto => {
                     if let Some(c) = chosen {
                         let prompt = self.user(p, c.run_id, true);
-                        let v = Kto { prompt: &prompt, completion: &c.text, label: true };
-                        push(format!("{prompt}\0{}", c.text), jsonl(&v), counts);
+                        let v = Kto { prompt: &prompt, completion: &c.text, label: true, meta: self.meta(p) };
+                        push(format!("{prompt}\0{}", c.text), jsonl(&v), p, counts);
                     }
                 }
             }
@@ -286,8 +342,8 @@ impl Builder<'_> {
                 }
                 for c in p.candidates.iter().filter(|c| !c.text.trim().is_empty()) {
                     let prompt = self.user(p, c.run_id, false);
-                    let v = Kto { prompt: &prompt, completion: &c.text, label: false };
-                    push(format!("{prompt}\0{}", c.text), jsonl(&v), counts);
+                    let v = Kto { prompt: &prompt, completion: &c.text, label: false, meta: self.meta(p) };
+                    push(format!("{prompt}\0{}", c.text), jsonl(&v), p, counts);
                 }
             }
         }

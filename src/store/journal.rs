@@ -12,7 +12,7 @@ use super::resume::SessionSpec;
 use super::rows::{decision_columns, insert_candidate, sql_u64};
 use super::{Opened, Store, StoreError};
 use crate::backend::Sampling;
-use crate::distill::{Candidate, Decision, Journal, JournalError};
+use crate::distill::{Candidate, Decision, Journal, JournalError, Tagging};
 use crate::lesson::{TrainingExample, training_line};
 use crate::probes::Probe;
 
@@ -209,6 +209,30 @@ impl Journal for SessionJournal {
             self.index.remove(key);
         }
         Ok(())
+    }
+
+    fn tag(&mut self, items: &[(usize, Tagging)]) -> Result<(), JournalError> {
+        let tx = self.opened.store.conn.unchecked_transaction().map_err(self.sql())?;
+        for (probe, tagging) in items {
+            let row = self.row(*probe)?;
+            let decision = super::resume::effective(&self.opened.store, row).map_err(err)?.map(|d| d.id);
+            let tags = serde_json::to_string(&tagging.tags).map_err(err)?;
+            tx.execute(
+                "INSERT INTO decision_tags (probe_row, decision_id, run_id, tags, note) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![row, decision, self.run, tags, tagging.note],
+            )
+            .map_err(self.sql())?;
+        }
+        tx.commit().map_err(self.sql())
+    }
+
+    fn tags(&mut self) -> Result<Vec<(usize, Tagging)>, JournalError> {
+        let index: HashMap<i64, usize> = self.probe_rows.iter().enumerate().map(|(i, r)| (*r, i)).collect();
+        let standing = super::tags::standing(&self.opened.store).map_err(err)?;
+        let mut out: Vec<(usize, Tagging)> =
+            standing.into_iter().filter_map(|(row, t)| index.get(&row).map(|&i| (i, t))).collect();
+        out.sort_by_key(|(i, _)| *i);
+        Ok(out)
     }
 
     fn is_duplicate(&self, prompt: &str, response: &str) -> bool {

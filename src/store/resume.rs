@@ -136,7 +136,7 @@ impl fmt::Display for ResumeReport {
 }
 
 /// A decision as it stands after undos.
-pub(super) struct Effective {
+pub(crate) struct Effective {
     pub id: i64,
     pub kind: String,
     pub decider: String,
@@ -146,7 +146,7 @@ pub(super) struct Effective {
 }
 
 /// The decision that stands for each probe row, undos applied.
-pub(super) fn effective(store: &super::Store, probe_row: i64) -> Result<Option<Effective>, StoreError> {
+pub(crate) fn effective(store: &super::Store, probe_row: i64) -> Result<Option<Effective>, StoreError> {
     let mut stmt = store
         .conn
         .prepare_cached(

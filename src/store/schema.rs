@@ -196,6 +196,22 @@ CREATE TABLE dataset_items (
     context      TEXT
 );
 ",
+    // (cur-edit's migration 4, edits and derived candidates, goes here when the branches merge.)
+    // 5 (4 on this branch until then): tags and a note on a probe's decision, append-only. Each
+    // row holds the whole set as it then stood (a JSON array of strings); the latest row of a
+    // probe stands, so a tag is removed by a new row without it.
+    r"
+CREATE TABLE decision_tags (
+    id          INTEGER PRIMARY KEY,
+    probe_row   INTEGER NOT NULL REFERENCES probes (id),
+    decision_id INTEGER REFERENCES decisions (id),
+    run_id      INTEGER NOT NULL REFERENCES runs (id),
+    tags        TEXT NOT NULL,
+    note        TEXT,
+    created_at  TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+);
+CREATE INDEX decision_tags_by_probe ON decision_tags (probe_row, id);
+",
 ];
 
 /// The schema version this build writes.

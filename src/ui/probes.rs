@@ -33,7 +33,7 @@ fn glyph(st: Status) -> &'static str {
 }
 
 pub fn render(s: &State, t: &Theme, f: &mut Frame, area: Rect) {
-    let visible = s.visible();
+    let visible = s.order();
     let mut title = if s.filter.is_empty() {
         format!("Probes {}", s.probes.len())
     } else {
@@ -55,7 +55,11 @@ pub fn render(s: &State, t: &Theme, f: &mut Frame, area: Rect) {
     // status glyph, id, [status label], [domain], best
     let show_label = w >= 34;
     let show_domain = w >= 44;
-    let id_w = if show_domain {
+    // Tags get a column where there is room; elsewhere a `#` after the id says there are some.
+    let show_tags = w >= 60;
+    let id_w = if show_tags {
+        w.saturating_sub(45)
+    } else if show_domain {
         w.saturating_sub(31)
     } else if show_label {
         w.saturating_sub(19)
@@ -70,15 +74,24 @@ pub fn render(s: &State, t: &Theme, f: &mut Frame, area: Rect) {
             .best()
             .and_then(crate::distill::Candidate::composite)
             .map_or_else(|| "   -".into(), |g| format!("{g:4.1}"));
+        let tagged = !p.tagging.tags.is_empty() || p.tagging.note.is_some();
+        let id = if tagged && !show_tags { fit(&format!("{}#", p.id), id_w) } else { fit(&p.id, id_w) };
         let mut spans = vec![
             Span::styled(format!("{} ", glyph(p.status)), st),
-            Span::styled(format!("{:<id_w$}", fit(&p.id, id_w)), t.style(Role::Text)),
+            Span::styled(format!("{id:<id_w$}"), t.style(Role::Text)),
         ];
         if show_label {
             spans.push(Span::styled(format!(" {:<10}", p.status.label()), st));
         }
         if show_domain {
             spans.push(Span::styled(format!(" {:<11}", fit(&p.domain, 11)), t.style(Role::Dim)));
+        }
+        if show_tags {
+            let mut tags = p.tagging.tags.join(",");
+            if p.tagging.note.is_some() {
+                tags.push('*');
+            }
+            spans.push(Span::styled(format!(" {:<13}", fit(&tags, 13)), t.style(Role::Marker)));
         }
         let gate =
             t.style(if p.best().and_then(crate::distill::Candidate::composite).is_some_and(|g| g >= s.info.gate) {

@@ -12,6 +12,23 @@ fn live_mut(s: &mut State, run: u32) -> Option<&mut LiveRun> {
     s.live.iter_mut().find(|l| l.run == run)
 }
 
+/// Whether the event can change the probe list's order (statuses, candidates, tags): the
+/// high-volume token stream never does.
+pub(super) fn reorders(ev: &EngineEvent) -> bool {
+    !matches!(
+        ev,
+        EngineEvent::Token { .. }
+            | EngineEvent::Prefilled { .. }
+            | EngineEvent::Restarted { .. }
+            | EngineEvent::Settings(_)
+            | EngineEvent::Refused { .. }
+            | EngineEvent::LimitsRefused { .. }
+            | EngineEvent::Paused { .. }
+            | EngineEvent::Unpaused
+            | EngineEvent::BulkProgress { .. }
+    )
+}
+
 /// Applies news from the engine.
 pub(super) fn apply(s: &mut State, ev: EngineEvent, at: Duration) {
     match ev {
@@ -182,6 +199,28 @@ pub(super) fn apply(s: &mut State, ev: EngineEvent, at: Duration) {
             }
             s.decision_sent = false;
         }
+        EngineEvent::Tagged { tags } => {
+            let mut used: Vec<String> = Vec::new();
+            for (i, tagging) in tags {
+                for t in &tagging.tags {
+                    if !used.contains(t) {
+                        used.push(t.clone());
+                    }
+                }
+                if let Some(p) = s.probes.get_mut(i) {
+                    p.tagging = tagging;
+                }
+            }
+            crate::app::tagform::remember(&mut s.recent_tags, &used);
+        }
+        EngineEvent::BulkProgress { done, total, decided } => {
+            let text = if done < total {
+                format!("bulk: {done}/{total} probes handled, {decided} changed")
+            } else {
+                format!("bulk done: {decided} of {total} probes changed")
+            };
+            note(s, Level::Info, text);
+        }
         EngineEvent::Refused { reason } => {
             s.decision_sent = false;
             note(s, Level::Warn, reason);
@@ -226,8 +265,9 @@ fn refresh_stream_text(s: &mut State, probe: usize, c: &Candidate) {
 }
 
 fn keep_filter_showing(s: &mut State, probe: usize) {
-    if !s.visible().contains(&probe) {
+    if !s.order().contains(&probe) {
         s.filter.clear();
+        s.reorder();
     }
 }
 

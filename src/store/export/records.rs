@@ -23,6 +23,8 @@ pub(super) struct ProbeData {
     pub kept_user: Option<String>,
     /// Scored candidates only, in generation order.
     pub candidates: Vec<Cand>,
+    /// The tags and note that stand for the probe (empty when never tagged).
+    pub tagging: crate::distill::Tagging,
 }
 
 impl ProbeData {
@@ -60,6 +62,7 @@ pub(super) fn sessions(store: &Store, filter: &Filter) -> Result<Vec<i64>, Store
 
 pub(super) fn probes(store: &Store, sessions: &[i64]) -> Result<Vec<ProbeData>, StoreError> {
     let sql = store.sql();
+    let mut tags = super::super::tags::standing(store)?;
     let mut out = Vec::new();
     for &session in sessions {
         let mut stmt =
@@ -92,7 +95,8 @@ pub(super) fn probes(store: &Store, sessions: &[i64]) -> Result<Vec<ProbeData>, 
                 .map_err(&sql)?
                 .collect::<Result<_, _>>()
                 .map_err(&sql)?;
-            out.push(ProbeData { prompt, decision, kept_user, candidates });
+            let tagging = tags.remove(&row).unwrap_or_default();
+            out.push(ProbeData { prompt, decision, kept_user, candidates, tagging });
         }
     }
     Ok(out)
