@@ -14,6 +14,7 @@
 //! (write-through to the session store) *before* its lesson line is appended, and the line is
 //! written whole and synced before the next probe starts.
 
+mod edit;
 mod generate;
 mod protocol;
 mod review;
@@ -31,7 +32,7 @@ pub use protocol::{
     Candidate, Control, CurationMode, Decider, Decision, EngineEvent, MAX_RUNS, Outcome, Review, Settings, Summary,
     best_of,
 };
-pub use state::{Journal, JournalError, ProbeStart};
+pub use state::{Journal, JournalError, ProbeStart, Standing};
 
 /// Settings the loop needs, already merged from ai.yaml, the model config and the flags.
 #[derive(Clone, Debug)]

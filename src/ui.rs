@@ -4,6 +4,7 @@
 
 pub mod candidates;
 pub mod compare;
+pub mod curation;
 pub mod layout;
 pub mod memory;
 pub mod overlays;
@@ -80,6 +81,8 @@ pub fn render(s: &State, t: &Theme, f: &mut Frame) {
         }
         Some(Modal::Detail { probe, run, text, top }) => overlays::detail(s, (*probe, *run), text, *top, t, f, area),
         Some(Modal::Compare(cmp)) => compare::render(s, cmp, t, f, area),
+        Some(Modal::Edit(e)) => curation::edit(s, e, t, f, area),
+        Some(Modal::History { sel }) => curation::history(s, *sel, t, f, area),
     }
 }
 

@@ -40,6 +40,7 @@ pub fn cand(run: u32, text: &str, composite: f64) -> Candidate {
         metrics: Metrics { generated_tokens: 7, ..Metrics::default() },
         seed: u64::MAX - u64::from(run),
         temperature: 0.7,
+        derived_from: None,
     }
 }
 

@@ -57,6 +57,8 @@ pub fn update(s: &mut State, action: Action) -> Vec<Effect> {
                 note(s, Level::Error, format!("the engine stopped: {e}"));
             }
         }
+        Action::Edit(k) => curation::edit_key(s, k, &mut fx),
+        Action::Edited { probe, parent, result } => curation::edited(s, probe, parent, result, &mut fx),
         Action::ControlNotSent { control, why } => {
             if matches!(control, Control::Review { .. }) {
                 // The engine never saw it: the operator may decide again.
@@ -82,6 +84,8 @@ fn describe(c: &Control) -> String {
         Control::SetTemperature(t) => format!("temperature {t}"),
         Control::Review { review, .. } => format!("decision {review:?}").to_lowercase(),
         Control::Undo => "undo".into(),
+        Control::AddEdit { parent, .. } => format!("edit of candidate {}", parent + 1),
+        Control::Reopen { .. } => "reopen".into(),
     }
 }
 
@@ -143,6 +147,9 @@ fn command(s: &mut State, c: Command, fx: &mut Vec<Effect>) {
                 note(s, Level::Info, "not accepted");
             }
         }
+        Some(Modal::History { sel }) => curation::history_key(s, sel, c, fx),
+        // Its keys arrive as `Action::Edit`.
+        Some(m @ Modal::Edit(_)) => s.modal = Some(m),
         Some(Modal::Compare(cmp)) => {
             let page = usize::from(layout::detail(area(s)).1.height.max(1));
             s.modal = cmp.key(s, c, page).map(|c| Modal::Compare(Box::new(c)));
@@ -158,7 +165,7 @@ fn command(s: &mut State, c: Command, fx: &mut Vec<Effect>) {
                 Command::Top => top = 0,
                 Command::Bottom => top = max,
                 Command::Back | Command::Open => return,
-                Command::Accept | Command::Reject | Command::More | Command::Skip | Command::Quit => {
+                Command::Accept | Command::Reject | Command::More | Command::Skip | Command::Edit | Command::Quit => {
                     return normal(s, c, fx);
                 }
                 _ => {}
@@ -224,6 +231,8 @@ fn normal(s: &mut State, c: Command, fx: &mut Vec<Effect>) {
             Ok(c) => s.modal = Some(Modal::Compare(Box::new(c))),
             Err(why) => note(s, Level::Info, why),
         },
+        Command::Edit => curation::start_edit(s, fx),
+        Command::History => curation::open_history(s),
         Command::Help => s.modal = Some(Modal::Help),
         Command::Quit => {
             if s.generating() && !s.engine_gone {
@@ -409,6 +418,7 @@ fn sync_stream(s: &mut State) {
     }
 }
 
+mod curation;
 mod engine;
 mod sorting;
 

@@ -196,6 +196,11 @@ CREATE TABLE dataset_items (
     context      TEXT
 );
 ",
+    // 4: an operator's edit is a candidate of its own, derived from the one it edits (which is
+    // kept as it was).
+    r"
+ALTER TABLE candidates ADD COLUMN derived_from INTEGER REFERENCES candidates (id);
+",
 ];
 
 /// The schema version this build writes.
