@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 mod remove;
-pub use remove::{find_line, holds, rewrite_without};
+pub use remove::{find_line, holds, rewrite_path, rewrite_without};
 
 /// Appends `s` as a JSON string literal, quotes included, escaped like Go's `json.Marshal` (HTML
 /// escaping on), as of Go 1.22+ (LEM builds with Go 1.25):

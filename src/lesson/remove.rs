@@ -100,6 +100,14 @@ impl LessonWriter {
     }
 }
 
+/// Where [`rewrite_without`] writes the new file before renaming it over `path` (a kill in
+/// between leaves it there; the next start removes it).
+#[must_use]
+pub fn rewrite_path(path: &Path) -> std::path::PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!(".{name}.lem-tui-rewrite"))
+}
+
 /// Writes `path` minus `range` to a temporary file beside it, syncs it, renames it over `path`
 /// and syncs the directory, so the change is all or nothing across a kill or a power cut.
 pub fn rewrite_without(path: &Path, range: &Range<u64>) -> io::Result<()> {
@@ -109,8 +117,7 @@ pub fn rewrite_without(path: &Path, range: &Range<u64>) -> io::Result<()> {
         return Err(io::Error::other("the range to remove is outside the file"));
     }
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.lem-tui-rewrite"));
+    let tmp = rewrite_path(path);
     {
         let mut f = fs::File::create(&tmp)?;
         f.set_permissions(fs::metadata(path)?.permissions())?;

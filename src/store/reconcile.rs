@@ -68,6 +68,12 @@ pub(super) fn reconcile(
         committed.push(c);
     }
     committed.sort_by_key(|c| c.id);
+    // A mid-file removal killed before its rename left the new file beside the old (which
+    // stands: the removal was finished or rolled back above).
+    match std::fs::remove_file(crate::lesson::rewrite_path(&spec.output)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+        _ => {}
+    }
     let mut index = LessonIndex::scan(&spec.output).map_err(io)?;
     let pending: Vec<&Committed> = committed.iter().filter(|c| !c.written).collect();
 
