@@ -178,7 +178,8 @@ impl Run {
             let Some(job) = self.queue.pop_front() else {
                 // In review mode the operator may still undo or reopen a decision before leaving,
                 // so the engine waits for a command until told to stop (or nobody is left).
-                if self.settings.mode == CurationMode::Review && !self.history.is_empty() {
+                // (earlier runs' decisions too: any can be reopened).
+                if self.settings.mode == CurationMode::Review && self.summary.probes_done > 0 {
                     match self.next_control().await {
                         Some(c) => {
                             self.apply(c, None).await?;
