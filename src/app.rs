@@ -262,6 +262,9 @@ async fn edit_suspended(
     let result = tokio::task::spawn_blocking(move || edit::run_editor(&editor, &text, &dir))
         .await
         .unwrap_or_else(|e| Err(format!("the editor's thread failed: {e}")));
+    // ratatui's own crossterm: raw mode's saved state lives in that crate, and `ratatui::restore`
+    // (on quit) must find it there to leave raw mode.
+    use ratatui::crossterm;
     crossterm::terminal::enable_raw_mode().context("taking the terminal back from the editor")?;
     crossterm::execute!(std::io::stdout(), crossterm::terminal::EnterAlternateScreen)
         .context("taking the terminal back from the editor")?;

@@ -116,8 +116,9 @@ fn edit_accept_reopen_and_export_in_a_real_terminal() {
     assert!(tmux.alternate_screen(), "the workbench took the screen back");
     assert!(s.contains(" 3✎"), "the edit is marked in the table:\n{s}");
     tmux.keys(&["a"]);
-    tmux.wait("P0 kept", 20, |s| s.contains("kept candidate 3"));
+    // The note of the decision is soon replaced by the next probe's.
     tmux.wait("P1 to await review", 20, |s| s.contains("lesson.jsonl:3 awaits review"));
+    assert_eq!(std::fs::read_to_string(d.join("lesson.reviewed.jsonl")).expect("reviewed"), line(P0, A0_EDIT));
     tmux.keys(&["a"]);
     tmux.wait("P2 to await review", 20, |s| s.contains("lesson.jsonl:4 awaits review"));
     tmux.keys(&["a"]);
@@ -151,6 +152,8 @@ fn edit_accept_reopen_and_export_in_a_real_terminal() {
     tmux.keys(&["q"]);
     let s = tmux.wait("the process to exit", 60, |s| s.contains("LEMTUI-EXIT="));
     assert!(s.contains("LEMTUI-EXIT=0"), "{s}");
+    // The terminal is cooked again after the editor's round trip (raw mode would staircase).
+    assert!(s.lines().any(|l| l.starts_with("output: ")), "the terminal was restored:\n{s}");
     assert_eq!(
         std::fs::read_to_string(d.join("lesson.reviewed.jsonl")).expect("reviewed"),
         [line(P0, A0_EDIT), line(P2, A2)].concat()
