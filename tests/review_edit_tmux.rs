@@ -71,11 +71,10 @@ fn edit_accept_reopen_and_export_in_a_real_terminal() {
         &editor,
         format!(
             "#!/bin/sh\nstty -a > {stty}\ntouch {running}\nwhile [ ! -f {go} ]; do sleep 0.05; done\n\
-             [ \"$(cat \"$1\")\" = {a0} ] || exit 3\ncp {edited} \"$1\"\n",
+             [ \"$(cat \"$1\")\" = '{A0}' ] || exit 3\ncp {edited} \"$1\"\n",
             stty = quote(&d.join("stty.txt")),
             running = quote(&d.join("editor-running")),
             go = quote(&d.join("editor-go")),
-            a0 = format!("'{A0}'"),
             edited = quote(&d.join("edited.txt")),
         ),
     )

@@ -48,7 +48,7 @@ impl InlineEdit {
     }
 
     /// The cursor moved to column `col` (in chars) of the line starting at `start`.
-    fn to_column(&mut self, start: usize, col: usize) {
+    fn move_to_column(&mut self, start: usize, col: usize) {
         let end = self.line_end(start);
         self.cursor = self.text[start..end].char_indices().nth(col).map_or(end, |(i, _)| start + i);
     }
@@ -82,11 +82,11 @@ impl InlineEdit {
                 let col = self.text[start..self.cursor].chars().count();
                 if k == EditKey::Up && start > 0 {
                     let above = self.line_start(start - 1);
-                    self.to_column(above, col);
+                    self.move_to_column(above, col);
                 } else if k == EditKey::Down {
                     let end = self.line_end(self.cursor);
                     if end < self.text.len() {
-                        self.to_column(end + 1, col);
+                        self.move_to_column(end + 1, col);
                     }
                 }
             }
