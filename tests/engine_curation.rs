@@ -6,6 +6,8 @@
 //! next start (the test re-runs itself as a child process and kills it at a failpoint).
 
 mod common;
+// Shared with engine_controls.rs, which uses the rest of it.
+#[allow(dead_code)]
 mod engine_harness;
 
 use std::io::{BufRead, BufReader};
