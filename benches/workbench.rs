@@ -39,6 +39,7 @@ fn state(n: usize) -> State {
                 metrics: Metrics::default(),
                 seed: 0,
                 temperature: 0.0,
+                derived_from: None,
             }])
         })
         .collect();

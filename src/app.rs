@@ -10,6 +10,7 @@
 pub mod action;
 pub mod compare;
 pub mod diff;
+pub mod edit;
 pub mod effect;
 pub mod event;
 pub mod filter;
@@ -138,6 +139,9 @@ pub async fn run_engine(
     let mut next_frame = Instant::now();
     let keymap = opts.keymap;
     let theme = opts.theme;
+    if state.editor.is_none() {
+        state.editor = std::env::var("EDITOR").ok().filter(|e| !e.trim().is_empty());
+    }
 
     'main: loop {
         if dirty && Instant::now() >= next_frame {
@@ -203,6 +207,10 @@ pub async fn run_engine(
                             actions.push_front(Action::ControlNotSent { control, why: why.to_owned() });
                         }
                     }
+                    Effect::Edit { editor, probe, parent, text } => {
+                        let result = edit_suspended(&mut terminal, &mut input, editor, text).await?;
+                        actions.push_back(Action::Edited { probe, parent, result });
+                    }
                     Effect::Quit => break 'main,
                 }
             }
@@ -236,6 +244,34 @@ pub async fn run_engine(
         anyhow::bail!("the distill engine failed: the engine task panicked");
     }
     Ok(summary)
+}
+
+/// Hands the terminal to `$EDITOR` and takes it back: key reading stops (the old stream's
+/// reader thread is shut down, so it cannot steal the editor's keys), raw mode and the
+/// alternate screen are left, the editor runs on a blocking thread (the engine keeps working
+/// meanwhile; its events wait in their bounded channel), then the screen is restored and
+/// redrawn whole.
+async fn edit_suspended(
+    terminal: &mut ratatui::DefaultTerminal,
+    input: &mut EventStream,
+    editor: String,
+    text: String,
+) -> anyhow::Result<Result<String, String>> {
+    // A new stream starts no reader until it is polled.
+    drop(std::mem::replace(input, EventStream::new()));
+    ratatui::restore();
+    let dir = std::env::temp_dir();
+    let result = tokio::task::spawn_blocking(move || edit::run_editor(&editor, &text, &dir))
+        .await
+        .unwrap_or_else(|e| Err(format!("the editor's thread failed: {e}")));
+    // ratatui's own crossterm: raw mode's saved state lives in that crate, and `ratatui::restore`
+    // (on quit) must find it there to leave raw mode.
+    use ratatui::crossterm;
+    crossterm::terminal::enable_raw_mode().context("taking the terminal back from the editor")?;
+    crossterm::execute!(std::io::stdout(), crossterm::terminal::EnterAlternateScreen)
+        .context("taking the terminal back from the editor")?;
+    terminal.clear().context("redrawing after the editor")?;
+    Ok(result)
 }
 
 async fn next_input(input: &mut EventStream) -> Option<std::io::Result<crossterm::event::Event>> {

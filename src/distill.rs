@@ -14,12 +14,13 @@
 //! (write-through to the session store) *before* its lesson line is appended, and the line is
 //! written whole and synced before the next probe starts.
 
-mod curate;
+mod edit;
 mod generate;
 mod protocol;
 mod review;
 mod run;
 mod state;
+mod tagging;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -32,7 +33,7 @@ pub use protocol::{
     BulkAction, Candidate, Control, CurationMode, Decider, Decision, EngineEvent, MAX_RUNS, Outcome, Review, Settings,
     Summary, Tagging, best_of,
 };
-pub use state::{Journal, JournalError, ProbeStart};
+pub use state::{Journal, JournalError, ProbeStart, Standing};
 
 /// Settings the loop needs, already merged from ai.yaml, the model config and the flags.
 #[derive(Clone, Debug)]

@@ -221,6 +221,7 @@ pub async fn run(
             }
             EngineEvent::LimitsRefused { reason, .. } => out.line(&format!("note: limits refused: {reason}")),
             EngineEvent::Undone { .. }
+            | EngineEvent::EditAdded { .. }
             | EngineEvent::AwaitingReview { .. }
             | EngineEvent::Settings(_)
             | EngineEvent::Unpaused

@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+mod remove;
+pub use remove::{find_line, holds, rewrite_path, rewrite_without};
+
 /// Appends `s` as a JSON string literal, quotes included, escaped like Go's `json.Marshal` (HTML
 /// escaping on), as of Go 1.22+ (LEM builds with Go 1.25):
 ///
@@ -189,7 +192,7 @@ impl LessonWriter {
     /// line or none of it. If the write fails part-way, the partial bytes are cut off again.
     ///
     /// Returns the byte range the line occupies, so the line can be taken back by
-    /// [`LessonWriter::remove_last`].
+    /// [`LessonWriter::remove`].
     pub fn append(&mut self, ex: &TrainingExample) -> Result<std::ops::Range<u64>, LessonError> {
         let mut line = training_line(ex);
         if self.needs_newline {
@@ -213,22 +216,6 @@ impl LessonWriter {
         }
         self.needs_newline = false;
         Ok(before..before + line.len() as u64)
-    }
-
-    /// Takes back the line written at `range`, which must still be the end of the file (an undo
-    /// of the last decision). Refuses if anything was appended after it, by us or another writer.
-    pub fn remove_last(&mut self, range: std::ops::Range<u64>) -> Result<(), LessonError> {
-        let err = |source| LessonError::Write { path: self.path.clone(), source };
-        let len = self.file.metadata().map_err(err)?.len();
-        if len != range.end {
-            return Err(err(io::Error::other(format!(
-                "the file is {len} bytes but the line to remove ends at {}; it changed since",
-                range.end
-            ))));
-        }
-        self.file.set_len(range.start).map_err(err)?;
-        self.file.sync_data().map_err(err)?;
-        Ok(())
     }
 
     #[must_use]

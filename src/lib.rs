@@ -40,7 +40,9 @@
 //!   write-through [`distill::Journal`] with the resume plan (before the async runtime starts:
 //!   it may hash the model); the engine owns it while it runs and reaches it, and the lesson
 //!   file, only from blocking threads. A decision is committed there before its lesson line is
-//!   written; an undo is recorded as an intent before the line is cut.
+//!   written; an undo (or a reopened older decision, `Control::Reopen`) is recorded as an intent
+//!   before the line is cut, from the middle of the file by an atomic rewrite if need be. An
+//!   operator's edit (`Control::AddEdit`) is a candidate of its own, derived from the original.
 //! - The memory sampler (`backend::memory::spawn_sampler`) is the only reader of memory in a
 //!   loop; the gauge and the engine's over-limit pause share its readings.
 //!

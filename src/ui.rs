@@ -4,7 +4,7 @@
 
 pub mod candidates;
 pub mod compare;
-pub mod curate;
+pub mod curation;
 pub mod layout;
 pub mod memory;
 pub mod overlays;
@@ -12,6 +12,7 @@ pub mod probes;
 pub mod scores;
 pub mod status;
 pub mod stream;
+pub mod tagging;
 pub mod throughput;
 
 use ratatui::Frame;
@@ -81,9 +82,11 @@ pub fn render(s: &State, t: &Theme, f: &mut Frame) {
         }
         Some(Modal::Detail { probe, run, text, top }) => overlays::detail(s, (*probe, *run), text, *top, t, f, area),
         Some(Modal::Compare(cmp)) => compare::render(s, cmp, t, f, area),
-        Some(Modal::Tag(form)) => curate::tag_form(s, form, t, f, area),
-        Some(Modal::BulkChoose { probes }) => curate::bulk_choose(s, probes, t, f, area),
-        Some(Modal::ConfirmBulk(plan)) => curate::confirm_bulk(s, plan, t, f, area),
+        Some(Modal::Tag(form)) => tagging::tag_form(s, form, t, f, area),
+        Some(Modal::BulkChoose { probes }) => tagging::bulk_choose(s, probes, t, f, area),
+        Some(Modal::ConfirmBulk(plan)) => tagging::confirm_bulk(s, plan, t, f, area),
+        Some(Modal::Edit(e)) => curation::edit(s, e, t, f, area),
+        Some(Modal::History { sel }) => curation::history(s, *sel, t, f, area),
     }
 }
 

@@ -443,6 +443,7 @@ async fn resume_fills_the_gap(mode: CurationMode) {
                 metrics: Metrics::default(),
                 seed: SEED + u64::from(run),
                 temperature: 0.7,
+                derived_from: None,
             };
             j.candidate(0, &probes[0], &c).expect("stored");
         }

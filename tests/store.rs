@@ -40,6 +40,7 @@ pub fn cand(run: u32, text: &str, composite: f64) -> Candidate {
         metrics: Metrics { generated_tokens: 7, ..Metrics::default() },
         seed: u64::MAX - u64::from(run),
         temperature: 0.7,
+        derived_from: None,
     }
 }
 
@@ -308,8 +309,9 @@ fn model_digests_are_cached_by_path_size_and_mtime() {
 }
 
 /// An undo is an intent recorded before the lesson file is cut. A kill between the two leaves
-/// the intent; the next start finishes it when the line is still the file's last, and rolls it
-/// back (the decision stands) when the file changed after it.
+/// the intent; the next start finishes it when the line is still where the intent says (the
+/// file's last line, or mid-file once another writer appended after it: that line is kept), and
+/// rolls it back (the decision stands) when the line moved.
 #[test]
 fn an_interrupted_undo_is_finished_or_rolled_back_at_start() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -341,14 +343,26 @@ fn an_interrupted_undo_is_finished_or_rolled_back_at_start() {
     assert_eq!((report.undone, report.undo_rolled_back), (1, 0), "{report:?}");
     assert_eq!(starts[0], ProbeStart::Review(a.to_vec()), "the probe is undecided again");
 
-    // Killed after the intent, and the file changed after the line: rolled back.
+    // Killed after the intent, and another writer appended after the line: the line is cut
+    // from the middle, the other writer's kept.
     let (id, range) = keep_a(&mut j);
     let _intent = j.undo(id, Some(range)).expect("intent");
     drop(j);
     let other = line("someone else", "appended");
     std::fs::write(&out, lesson(dir.path()) + &other).expect("append");
+    let (mut j, starts, report) = begin(dir.path(), &s, &p);
+    assert_eq!(lesson(dir.path()), other, "only our line is out");
+    assert_eq!((report.undone, report.undo_rolled_back), (1, 0), "{report:?}");
+    assert_eq!(starts[0], ProbeStart::Review(a.to_vec()), "the probe is undecided again");
+
+    // Killed after the intent, and the line moved (a line written before it): rolled back.
+    std::fs::write(&out, "").expect("empty");
+    let (id, range) = keep_a(&mut j);
+    let _intent = j.undo(id, Some(range)).expect("intent");
+    drop(j);
+    std::fs::write(&out, other.clone() + &line("alpha?", "second")).expect("insert before");
     let (_, starts, report) = begin(dir.path(), &s, &p);
-    assert_eq!(lesson(dir.path()), line("alpha?", "second") + &other, "the file is left alone");
+    assert_eq!(lesson(dir.path()), other + &line("alpha?", "second"), "the file is left alone");
     assert_eq!((report.undone, report.undo_rolled_back), (0, 1), "{report:?}");
     assert_eq!(starts[0], ProbeStart::Done(KEEP), "the decision stands");
 }

@@ -26,6 +26,7 @@ fn cand(run: u32, composite: f64, uplift: f64, echo: f64, text: &str) -> Candida
         metrics: Metrics::default(),
         seed: 0,
         temperature: 0.0,
+        derived_from: None,
     }
 }
 

@@ -70,6 +70,7 @@ fn cand(run: u32, composite: f64, text: &str) -> Candidate {
         },
         seed: 42 + u64::from(run),
         temperature: 0.8,
+        derived_from: None,
     }
 }
 

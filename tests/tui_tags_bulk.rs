@@ -29,6 +29,7 @@ fn cand(run: u32, composite: f64, text: &str) -> Candidate {
         metrics: Metrics::default(),
         seed: 0,
         temperature: 0.0,
+        derived_from: None,
     }
 }
 

@@ -65,6 +65,10 @@ pub enum Command {
     SortReverse,
     /// Compare the selected candidate with another of its probe, side by side.
     Compare,
+    /// Edit the selected candidate (in $EDITOR, else inline); the edit becomes a new candidate.
+    Edit,
+    /// The last decisions; any can be reopened and changed.
+    History,
     /// Show or hide the key help.
     Help,
     /// Quit (asks first while generating).
@@ -75,7 +79,7 @@ pub enum Command {
 
 impl Command {
     /// Every command, in the order the help overlay lists them.
-    pub const ALL: [Command; 29] = [
+    pub const ALL: [Command; 31] = [
         Command::Up,
         Command::Down,
         Command::PageUp,
@@ -102,6 +106,8 @@ impl Command {
         Command::Sort,
         Command::SortReverse,
         Command::Compare,
+        Command::Edit,
+        Command::History,
         Command::Help,
         Command::Quit,
         Command::Confirm,
@@ -136,6 +142,8 @@ impl Command {
             Command::Sort => "sort",
             Command::SortReverse => "sort_reverse",
             Command::Compare => "compare",
+            Command::Edit => "edit",
+            Command::History => "history",
             Command::Help => "help",
             Command::Quit => "quit",
             Command::Confirm => "confirm",
@@ -171,6 +179,8 @@ impl Command {
             Command::Sort => "sort by next column",
             Command::SortReverse => "reverse the sort",
             Command::Compare => "compare two candidates (diff)",
+            Command::Edit => "edit (a new candidate)",
+            Command::History => "history; reopen any",
             Command::Help => "this help",
             Command::Quit => "quit",
             Command::Confirm => "yes (in a confirmation)",
@@ -198,4 +208,8 @@ pub enum Action {
     EngineExited { error: Option<String> },
     /// A control could not be handed to the engine (its queue is full, or it has stopped).
     ControlNotSent { control: Control, why: String },
+    /// A key in the inline editor.
+    Edit(super::edit::EditKey),
+    /// `$EDITOR` returned: the saved text, or why there is none.
+    Edited { probe: usize, parent: u32, result: Result<String, String> },
 }

@@ -7,6 +7,9 @@ use crate::distill::Control;
 pub enum Effect {
     /// Send a command to the engine task.
     Control(Control),
+    /// Suspend the terminal and run `editor` on `text` (candidate `parent` of `probe`); the
+    /// loop answers with [`super::Action::Edited`].
+    Edit { editor: String, probe: usize, parent: u32, text: String },
     /// Start the shutdown order: stop input, cancel the generation in flight, let the engine
     /// finish, restore the terminal.
     Quit,

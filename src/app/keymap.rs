@@ -148,6 +148,8 @@ fn defaults() -> BTreeMap<Command, Vec<&'static str>> {
         (C::Sort, vec![">"]),
         (C::SortReverse, vec!["<"]),
         (C::Compare, vec!["d"]),
+        (C::Edit, vec!["e"]),
+        (C::History, vec!["H"]),
         (C::Help, vec!["?", "f1"]),
         (C::Quit, vec!["q", "ctrl-c"]),
         (C::Confirm, vec!["y"]),
@@ -239,6 +241,26 @@ impl Keymap {
                 KeyCode::Char(c) if !key.ctrl && !key.alt => Some(Action::Char(c)),
                 _ => None,
             },
+            InputContext::Edit => {
+                use super::edit::EditKey as E;
+                let k = match ev.code {
+                    KeyCode::Esc => E::Cancel,
+                    KeyCode::Char('s') if key.ctrl => E::Save,
+                    KeyCode::Char('c') if key.ctrl => E::Cancel,
+                    KeyCode::Enter => E::Newline,
+                    KeyCode::Backspace => E::Backspace,
+                    KeyCode::Delete => E::Delete,
+                    KeyCode::Left => E::Left,
+                    KeyCode::Right => E::Right,
+                    KeyCode::Up => E::Up,
+                    KeyCode::Down => E::Down,
+                    KeyCode::Home => E::Home,
+                    KeyCode::End => E::End,
+                    KeyCode::Char(c) if !key.ctrl && !key.alt => E::Char(c),
+                    _ => return None,
+                };
+                Some(Action::Edit(k))
+            }
             InputContext::Confirm => match ev.code {
                 KeyCode::Enter => Some(Action::Command(Command::Confirm)),
                 KeyCode::Esc => Some(Action::Command(Command::Back)),

@@ -121,6 +121,12 @@ pub enum Modal {
     },
     /// Nothing happens to a bulk until this is answered.
     ConfirmBulk(Box<BulkPlan>),
+    /// The inline editor (no `$EDITOR`).
+    Edit(Box<super::edit::InlineEdit>),
+    /// The last decisions, newest first; `sel` indexes that order.
+    History {
+        sel: usize,
+    },
     /// A candidate's full text and score breakdown.
     Detail {
         probe: usize,
@@ -159,6 +165,8 @@ pub enum InputContext {
     Normal,
     Text,
     Confirm,
+    /// The inline editor: every printable key is text; Ctrl-S saves, Esc cancels.
+    Edit,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -234,6 +242,17 @@ pub struct State {
     pub size: (u16, u16),
     pub now: Duration,
     pub first_start: Option<Duration>,
+    /// `$EDITOR` (a shell command line); `None` edits inline.
+    pub editor: Option<String>,
+    /// The decisions that stand, oldest first (the history view shows the newest first).
+    pub history: Vec<Decided>,
+}
+
+/// A decision in the history view.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decided {
+    pub probe: usize,
+    pub decision: Decision,
 }
 
 impl State {
@@ -278,6 +297,8 @@ impl State {
             size: (80, 24),
             now: Duration::ZERO,
             first_start: None,
+            editor: None,
+            history: Vec::new(),
         }
     }
 
@@ -290,9 +311,15 @@ impl State {
         match &self.modal {
             Some(Modal::Filter | Modal::Limits(_) | Modal::Tag(_)) => InputContext::Text,
             Some(Modal::ConfirmQuit | Modal::ConfirmAccept { .. } | Modal::ConfirmBulk(_)) => InputContext::Confirm,
-            Some(Modal::Help | Modal::Detail { .. } | Modal::Compare(_) | Modal::BulkChoose { .. }) | None => {
-                InputContext::Normal
-            }
+            Some(Modal::Edit(_)) => InputContext::Edit,
+            Some(
+                Modal::Help
+                | Modal::Detail { .. }
+                | Modal::Compare(_)
+                | Modal::BulkChoose { .. }
+                | Modal::History { .. },
+            )
+            | None => InputContext::Normal,
         }
     }
 
@@ -358,6 +385,11 @@ impl State {
         self.rows(self.selected).get(self.cand).copied()
     }
 
+    /// The history view's rows: the last [`HISTORY`] decisions, newest first.
+    pub fn recent(&self) -> impl Iterator<Item = &Decided> {
+        self.history.iter().rev().take(HISTORY)
+    }
+
     pub fn generating(&self) -> bool {
         self.current.is_some() && self.live.iter().any(|l| !l.done)
     }
@@ -387,6 +419,9 @@ impl State {
         per.checked_mul(u32::try_from(c.total - c.done).ok()?)
     }
 }
+
+/// How many decisions the history view lists.
+pub const HISTORY: usize = 50;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counts {

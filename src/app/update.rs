@@ -64,6 +64,8 @@ pub fn update(s: &mut State, action: Action) -> Vec<Effect> {
                 note(s, Level::Error, format!("the engine stopped: {e}"));
             }
         }
+        Action::Edit(k) => curation::edit_key(s, k, &mut fx),
+        Action::Edited { probe, parent, result } => curation::edited(s, probe, parent, result, &mut fx),
         Action::ControlNotSent { control, why } => {
             if matches!(control, Control::Review { .. }) {
                 // The engine never saw it: the operator may decide again.
@@ -94,6 +96,8 @@ fn describe(c: &Control) -> String {
         Control::Undo => "undo".into(),
         Control::Tag { .. } => "tags".into(),
         Control::Bulk { probes, .. } => format!("bulk over {} probes", probes.len()),
+        Control::AddEdit { parent, .. } => format!("edit of candidate {}", parent + 1),
+        Control::Reopen { .. } => "reopen".into(),
     }
 }
 
@@ -155,9 +159,12 @@ fn command(s: &mut State, c: Command, fx: &mut Vec<Effect>) {
                 note(s, Level::Info, "not accepted");
             }
         }
-        Some(Modal::Tag(form)) => curate::tag_key(s, form, c, fx),
-        Some(Modal::BulkChoose { probes }) => curate::choose_key(s, probes, c),
-        Some(Modal::ConfirmBulk(plan)) => curate::confirm_key(s, *plan, c, fx),
+        Some(Modal::Tag(form)) => tagging::tag_key(s, form, c, fx),
+        Some(Modal::BulkChoose { probes }) => tagging::choose_key(s, probes, c),
+        Some(Modal::ConfirmBulk(plan)) => tagging::confirm_key(s, *plan, c, fx),
+        Some(Modal::History { sel }) => curation::history_key(s, sel, c, fx),
+        // Its keys arrive as `Action::Edit`.
+        Some(m @ Modal::Edit(_)) => s.modal = Some(m),
         Some(Modal::Compare(cmp)) => {
             let page = usize::from(layout::detail(area(s)).1.height.max(1));
             s.modal = cmp.key(s, c, page).map(|c| Modal::Compare(Box::new(c)));
@@ -173,7 +180,7 @@ fn command(s: &mut State, c: Command, fx: &mut Vec<Effect>) {
                 Command::Top => top = 0,
                 Command::Bottom => top = max,
                 Command::Back | Command::Open => return,
-                Command::Accept | Command::Reject | Command::More | Command::Skip | Command::Quit => {
+                Command::Accept | Command::Reject | Command::More | Command::Skip | Command::Edit | Command::Quit => {
                     return normal(s, c, fx);
                 }
                 _ => {}
@@ -208,9 +215,9 @@ fn normal(s: &mut State, c: Command, fx: &mut Vec<Effect>) {
         }
         Command::Accept => accept(s, fx),
         Command::Reject => review(s, Review::RejectAll, fx),
-        Command::RejectWithReason => curate::open_reject(s),
-        Command::Tag => curate::open_tag(s),
-        Command::Bulk => curate::open_bulk(s),
+        Command::RejectWithReason => tagging::open_reject(s),
+        Command::Tag => tagging::open_tag(s),
+        Command::Bulk => tagging::open_bulk(s),
         Command::More => review(s, Review::More { n: s.settings.runs }, fx),
         Command::Skip => review(s, Review::Skip, fx),
         Command::Undo => control(s, Control::Undo, fx),
@@ -242,6 +249,8 @@ fn normal(s: &mut State, c: Command, fx: &mut Vec<Effect>) {
             Ok(c) => s.modal = Some(Modal::Compare(Box::new(c))),
             Err(why) => note(s, Level::Info, why),
         },
+        Command::Edit => curation::start_edit(s, fx),
+        Command::History => curation::open_history(s),
         Command::Help => s.modal = Some(Modal::Help),
         Command::Quit => {
             if s.generating() && !s.engine_gone {
@@ -428,11 +437,12 @@ fn sync_stream(s: &mut State) {
     }
 }
 
-mod curate;
+mod curation;
 mod engine;
 mod sorting;
+mod tagging;
 
-pub use curate::describe as describe_bulk;
+pub use tagging::describe as describe_bulk;
 
 #[cfg(test)]
 mod tests;

@@ -46,7 +46,14 @@ impl Run {
                         // The rest of this probe's candidates are not generated either.
                         Some(Control::CancelGeneration) => { cancelled = true; job.cancel(); }
                         Some(Control::Stop { now: true }) => { self.stop = true; self.cancel.cancel(); }
-                        Some(c @ (Control::Review { .. } | Control::Undo | Control::Tag { .. } | Control::Bulk { .. })) => {
+                        Some(
+                            c @ (Control::Review { .. }
+                            | Control::Undo
+                            | Control::Tag { .. }
+                            | Control::Bulk { .. }
+                            | Control::Reopen { .. }
+                            | Control::AddEdit { .. }),
+                        ) => {
                             self.deferred.push_back(c);
                         }
                         Some(c) => { self.apply(c, None).await?; }
@@ -94,6 +101,7 @@ impl Run {
                     metrics,
                     seed: seed(candidate),
                     temperature: sampling.temperature,
+                    derived_from: None,
                 }
             }
             JobEvent::Failed { candidate, error } => Candidate {
@@ -103,6 +111,7 @@ impl Run {
                 metrics: Metrics::default(),
                 seed: seed(candidate),
                 temperature: sampling.temperature,
+                derived_from: None,
             },
         };
         self.summary.generations += 1;
@@ -121,12 +130,29 @@ impl Run {
     }
 
     pub(super) fn score(&self, prompt: &Imprint, text: &str) -> Outcome {
-        if text.trim().len() < self.eng.cfg.min_chars {
-            return Outcome::TooShort;
-        }
-        let (grammar, delta) = self.eng.scorer.score_against(prompt, text, self.eng.cfg.thresholds);
-        Outcome::Scored { grammar, delta }
+        score_with(&self.eng.scorer, prompt, text, self.eng.cfg.thresholds, self.eng.cfg.min_chars)
     }
+}
+
+/// The one scoring path for a candidate, generated or edited: quick-rejected under `min_chars`
+/// bytes after trimming, else grammar v3 and the delta against the prompt's imprint.
+pub(super) fn score_with(
+    scorer: &crate::scorer::Scorer,
+    prompt: &Imprint,
+    text: &str,
+    thresholds: crate::scorer::Thresholds,
+    min_chars: usize,
+) -> Outcome {
+    if text.trim().len() < min_chars {
+        return Outcome::TooShort;
+    }
+    let (grammar, delta) = scorer.score_against(prompt, text, thresholds);
+    Outcome::Scored { grammar, delta }
+}
+
+/// The run number for an edit: after the highest, so the gaps a kill left keep their seeds.
+pub(super) fn next_after(have: &[Candidate]) -> u32 {
+    have.iter().map(|c| c.run + 1).max().unwrap_or(0)
 }
 
 /// The run numbers for `count` new candidates: the gaps in the ones a probe has first (a kill
@@ -163,6 +189,7 @@ mod tests {
             metrics: Metrics::default(),
             seed: 0,
             temperature: 0.0,
+            derived_from: None,
         }
     }
 

@@ -46,6 +46,9 @@ pub struct Candidate {
     pub metrics: Metrics,
     pub seed: u64,
     pub temperature: f32,
+    /// The run this candidate is the operator's edit of (`e`); the original is kept beside it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub derived_from: Option<u32>,
 }
 
 impl Candidate {
@@ -197,6 +200,19 @@ pub enum Control {
         probes: Vec<usize>,
         action: BulkAction,
     },
+    /// The operator's edit of candidate `parent`: scored at once against the probe's prompt and
+    /// stored as a new candidate derived from it (the parent is kept). Answered by
+    /// [`EngineEvent::EditAdded`].
+    AddEdit {
+        probe: usize,
+        parent: u32,
+        text: String,
+    },
+    /// Take back the standing decision of `probe`, however old (its lesson line is removed from
+    /// wherever it is in the file, crash-safely as an undo's), and review the probe again.
+    Reopen {
+        probe: usize,
+    },
 }
 
 /// Live settings, reported whenever they change.
@@ -286,6 +302,11 @@ pub enum EngineEvent {
         done: usize,
         total: usize,
         decided: usize,
+    },
+    /// An operator's edit, stored and scored (`candidate.derived_from` names its parent).
+    EditAdded {
+        probe: usize,
+        candidate: Candidate,
     },
     /// A command that could not be carried out, and why.
     Refused {

@@ -17,24 +17,65 @@ pub(super) enum ReviewOutcome {
 }
 
 impl Run {
-    /// Takes back the most recent decision. The undo is recorded as an intent before the
-    /// lesson file is touched, and finished (or rolled back) after, so a kill at any point
-    /// leaves something the next start's reconcile can complete. Returns whether it happened.
+    /// Takes back the most recent decision (see [`Run::take_back`]). Returns whether it happened.
     pub(super) async fn undo(&mut self, reviewing: Option<usize>) -> Result<bool, DistillError> {
         let Some(rec) = self.history.pop() else {
             self.emit(EngineEvent::Refused { reason: "nothing to undo".into() }).await;
             return Ok(false);
         };
-        let (id, line) = (rec.journal_id, rec.line.clone());
+        self.take_back(rec, reviewing).await
+    }
+
+    /// Takes back the decision standing for `probe`, however old: this run's, or an earlier
+    /// run's as the store has it. Returns whether it happened.
+    pub(super) async fn reopen(&mut self, probe: usize, reviewing: Option<usize>) -> Result<bool, DistillError> {
+        let id = self.eng.probes.get(probe).map_or_else(|| "?".to_owned(), |p| p.id.clone());
+        if reviewing == Some(probe) {
+            self.emit(EngineEvent::Refused { reason: format!("{id} is already awaiting review") }).await;
+            return Ok(false);
+        }
+        let rec = match self.history.iter().rposition(|r| r.probe == probe) {
+            Some(at) => self.history.remove(at),
+            None => {
+                let standing = self
+                    .persist(move |p| match p.journal.as_mut() {
+                        Some(j) => Ok(j.standing(probe)?),
+                        None => Ok(None),
+                    })
+                    .await?;
+                let Some(st) = standing else {
+                    self.emit(EngineEvent::Refused { reason: format!("{id} has no decision to reopen") }).await;
+                    return Ok(false);
+                };
+                if self.candidates[probe].is_empty() {
+                    self.candidates[probe] = st.candidates;
+                }
+                Record { probe, decision: st.decision, journal_id: Some(st.id), line: None, kept: st.kept }
+            }
+        };
+        self.take_back(rec, reviewing).await
+    }
+
+    /// Takes back a decision. The undo is recorded as an intent (where its lesson line is)
+    /// before the lesson file is touched, and finished (or rolled back) after, so a kill at any
+    /// point leaves something the next start's reconcile can complete. The line is found where
+    /// it was written, or by its content if lines before it were taken out since. The probe is
+    /// then reviewed again by the operator (in auto mode too: the operator took it in hand).
+    async fn take_back(&mut self, rec: Record, reviewing: Option<usize>) -> Result<bool, DistillError> {
+        let (id, hint, kept) = (rec.journal_id, rec.line.clone(), rec.kept.clone());
         let removed = self
             .persist(move |p| {
+                let line = match &kept {
+                    Some((user, response)) => p.writer.locate(hint, user, response)?,
+                    None => None,
+                };
                 let intent = match (p.journal.as_mut(), id) {
                     (Some(j), Some(id)) => Some(j.undo(id, line.clone())?),
                     _ => None,
                 };
                 crate::failpoint::hit("undo-intent");
-                if let Some(range) = line {
-                    if let Err(e) = p.writer.remove_last(range) {
+                if let Some(range) = line.clone() {
+                    if let Err(e) = p.writer.remove(range) {
                         if let (Some(j), Some(u)) = (p.journal.as_mut(), intent) {
                             j.undo_finished(u, false)?;
                         }
@@ -45,19 +86,34 @@ impl Run {
                 if let (Some(j), Some(u)) = (p.journal.as_mut(), intent) {
                     j.undo_finished(u, true)?;
                 }
-                Ok(Ok(()))
+                Ok(Ok(line))
             })
             .await?;
-        if let Err(e) = removed {
-            self.history.push(rec);
-            self.emit(EngineEvent::Refused { reason: format!("cannot undo: {e}") }).await;
-            return Ok(false);
+        let cut = match removed {
+            Ok(cut) => cut,
+            Err(e) => {
+                let at = self.history.len();
+                self.history.insert(at, rec);
+                self.emit(EngineEvent::Refused { reason: format!("cannot undo: {e}") }).await;
+                return Ok(false);
+            }
+        };
+        if let Some(cut) = cut {
+            // Lines after the one taken out moved up.
+            let n = cut.end - cut.start;
+            for r in &mut self.history {
+                if let Some(l) = r.line.as_mut().filter(|l| l.start >= cut.end) {
+                    *l = l.start - n..l.end - n;
+                }
+            }
         }
         match rec.decision {
-            Decision::Kept { .. } => self.summary.kept -= 1,
-            Decision::Skipped { .. } | Decision::Rejected => self.summary.skipped -= 1,
+            Decision::Kept { .. } => self.summary.kept = self.summary.kept.saturating_sub(1),
+            Decision::Skipped { .. } | Decision::Rejected => {
+                self.summary.skipped = self.summary.skipped.saturating_sub(1)
+            }
         }
-        self.summary.probes_done -= 1;
+        self.summary.probes_done = self.summary.probes_done.saturating_sub(1);
         // The probe in review (if any) waits behind the one being reopened.
         if let Some(r) = reviewing {
             self.queue.push_front(Job::Review(r));
@@ -96,6 +152,7 @@ impl Run {
         let candidates = self.candidates[i].clone();
         let user =
             crate::config::sandwich(self.eng.cfg.kernel.as_deref(), self.eng.cfg.signature.as_deref(), &probe.prompt);
+        let user_turn = user.clone();
         let (decision, journal_id, line, duplicate) = self
             .persist(move |p| {
                 let duplicate = match (&kept, p.journal.as_ref()) {
@@ -135,7 +192,13 @@ impl Run {
             self.summary.skipped += 1;
         }
         self.summary.probes_done += 1;
-        self.history.push(Record { probe: i, decision: decision.clone(), journal_id, line });
+        let kept = match &decision {
+            Decision::Kept { run, .. } if line.is_some() => {
+                self.candidates[i].iter().find(|c| c.run == *run).map(|c| (user_turn, c.text.clone()))
+            }
+            _ => None,
+        };
+        self.history.push(Record { probe: i, decision: decision.clone(), journal_id, line, kept });
         self.emit(EngineEvent::ProbeDecided { probe: i, decision, best }).await;
         Ok(())
     }

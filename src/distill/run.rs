@@ -27,7 +27,10 @@ pub(super) struct Record {
     pub(super) probe: usize,
     pub(super) decision: Decision,
     pub(super) journal_id: Option<i64>,
+    /// Where the line was written (later removals before it shift it; it is checked first).
     pub(super) line: Option<Range<u64>>,
+    /// The user turn and response of a written line, to find it by content.
+    pub(super) kept: Option<(String, String)>,
 }
 
 /// What the session store and the lesson file are reached through. Both block (SQLite with
@@ -178,9 +181,10 @@ impl Run {
                 return Ok(());
             }
             let Some(job) = self.queue.pop_front() else {
-                // In review mode the operator may still undo the last decision before leaving,
+                // In review mode the operator may still undo or reopen a decision before leaving,
                 // so the engine waits for a command until told to stop (or nobody is left).
-                if self.settings.mode == CurationMode::Review && !self.history.is_empty() {
+                // (earlier runs' decisions too: any can be reopened).
+                if self.settings.mode == CurationMode::Review && self.summary.probes_done > 0 {
                     match self.next_control().await {
                         Some(c) => {
                             self.apply(c, None).await?;
@@ -355,6 +359,12 @@ impl Run {
                     return Ok(Applied::Decided);
                 }
             }
+            Control::Reopen { probe } => {
+                if self.reopen(probe, reviewing).await? {
+                    return Ok(Applied::Undid);
+                }
+            }
+            Control::AddEdit { probe, parent, text } => self.add_edit(probe, parent, text).await?,
         }
         Ok(Applied::Nothing)
     }

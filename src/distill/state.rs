@@ -41,10 +41,26 @@ pub trait Journal: Send {
     fn tags(&mut self) -> Result<Vec<(usize, Tagging)>, JournalError> {
         Ok(Vec::new())
     }
+    /// The decision standing for `probe` from an earlier run, so it can be reopened (this run's
+    /// own the engine knows). `None` when the probe is undecided or there is no store.
+    fn standing(&mut self, _probe: usize) -> Result<Option<Standing>, JournalError> {
+        Ok(None)
+    }
     /// True when this (prompt, response) is already in the lesson file.
     fn is_duplicate(&self, _prompt: &str, _response: &str) -> bool {
         false
     }
+}
+
+/// A decision of an earlier run, as [`Journal::standing`] finds it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Standing {
+    pub id: i64,
+    pub decision: Decision,
+    /// The probe's stored candidates (the engine does not load a decided probe's).
+    pub candidates: Vec<Candidate>,
+    /// The user turn and response of the lesson line a kept decision wrote.
+    pub kept: Option<(String, String)>,
 }
 
 /// Where a probe starts when a run is resumed.

@@ -5,9 +5,11 @@
 //!   file got it, i.e. sandwiched when the model config has a kernel; `--plain` for the bare
 //!   probe).
 //! - `sft`: `{"messages": [user, assistant]}` (bare probe unless `--sandwich`).
-//! - `dpo`: `{"prompt", "chosen", "rejected"}`: chosen is the kept candidate; rejected is a
-//!   candidate the operator rejected for the same prompt, else the lowest-scored other
-//!   candidate of the probe. Probes with nothing to pair are counted as unpaired.
+//! - `dpo`: `{"prompt", "chosen", "rejected"}`: chosen is the kept candidate; rejected is, when
+//!   the kept candidate is an operator's edit, the original it was edited from (the correction
+//!   is the preference); otherwise a candidate the operator rejected for the same prompt, else
+//!   the lowest-scored other candidate of the probe. Probes with nothing to pair are counted as
+//!   unpaired.
 //! - `kto`: `{"prompt", "completion", "label"}`: kept candidates are `true`; candidates of
 //!   probes the operator rejected or the gate skipped are `false`. An operator's plain skip
 //!   says nothing about quality and is left out.
@@ -308,9 +310,12 @@ impl Builder<'_> {
                 }
                 Format::Dpo => {
                     let Some(c) = chosen else { continue };
-                    let negative = rejected
-                        .get(p.prompt.as_str())
-                        .and_then(|cs| lowest(&mut cs.iter().copied(), &c.text))
+                    let negative = p
+                        .original_of(c)
+                        .map(|o| o.text.clone())
+                        .or_else(|| {
+                            rejected.get(p.prompt.as_str()).and_then(|cs| lowest(&mut cs.iter().copied(), &c.text))
+                        })
                         .or_else(|| lowest(&mut p.candidates.iter(), &c.text));
                     let Some(negative) = negative else {
                         counts.unpaired += 1;

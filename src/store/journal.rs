@@ -5,14 +5,14 @@ use std::collections::{HashMap, HashSet};
 use std::ops::Range;
 use std::path::PathBuf;
 
-use rusqlite::params;
+use rusqlite::{OptionalExtension, params};
 
 use super::lessonfile::{ContentKey, LessonIndex, content_key};
-use super::resume::SessionSpec;
-use super::rows::{decision_columns, insert_candidate, sql_u64};
+use super::resume::{SessionSpec, effective, to_decision};
+use super::rows::{CANDIDATE_COLUMNS, candidate_from_row, decision_columns, insert_candidate, sql_u64};
 use super::{Opened, Store, StoreError};
 use crate::backend::Sampling;
-use crate::distill::{Candidate, Decision, Journal, JournalError, Tagging};
+use crate::distill::{Candidate, Decision, Journal, JournalError, Standing, Tagging};
 use crate::lesson::{TrainingExample, training_line};
 use crate::probes::Probe;
 
@@ -99,7 +99,17 @@ impl SessionJournal {
 impl Journal for SessionJournal {
     fn candidate(&mut self, probe: usize, _p: &Probe, c: &Candidate) -> Result<(), JournalError> {
         let row = self.row(probe)?;
-        let id = insert_candidate(&self.opened.store.conn, row, self.run, c, &self.sampling).map_err(self.sql())?;
+        let parent = match c.derived_from {
+            Some(run) => Some(
+                *self
+                    .candidates
+                    .get(&(probe, run))
+                    .ok_or_else(|| err(format!("probe {probe}: no stored candidate {run} to derive from")))?,
+            ),
+            None => None,
+        };
+        let id =
+            insert_candidate(&self.opened.store.conn, row, self.run, c, &self.sampling, parent).map_err(self.sql())?;
         self.candidates.insert((probe, c.run), id);
         crate::failpoint::hit("candidate-stored");
         Ok(())
@@ -122,9 +132,8 @@ impl Journal for SessionJournal {
                 .ok_or_else(|| err(format!("{}: no candidate {run} to keep", p.id)))?;
             let id = match self.candidates.get(&(probe, *run)) {
                 Some(id) => *id,
-                None => {
-                    insert_candidate(&self.opened.store.conn, row, self.run, c, &self.sampling).map_err(self.sql())?
-                }
+                None => insert_candidate(&self.opened.store.conn, row, self.run, c, &self.sampling, None)
+                    .map_err(self.sql())?,
             };
             let user = self.user_turn(&p.prompt);
             let line = training_line(&TrainingExample::user_assistant(user.clone(), c.text.clone()));
@@ -233,6 +242,51 @@ impl Journal for SessionJournal {
             standing.into_iter().filter_map(|(row, t)| index.get(&row).map(|&i| (i, t))).collect();
         out.sort_by_key(|(i, _)| *i);
         Ok(out)
+    }
+
+    fn standing(&mut self, probe: usize) -> Result<Option<Standing>, JournalError> {
+        let row = self.row(probe)?;
+        let store = &self.opened.store;
+        let Some(e) = effective(store, row).map_err(err)? else { return Ok(None) };
+        let mut stmt = store
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {CANDIDATE_COLUMNS}, id FROM candidates WHERE probe_row = ?1 AND outcome != 'cancelled' ORDER BY id"
+            ))
+            .map_err(self.sql())?;
+        let rows = stmt.query_map([row], |r| Ok((candidate_from_row(r)?, r.get::<_, i64>(10)?))).map_err(self.sql())?;
+        let mut candidates: Vec<Candidate> = Vec::new();
+        for r in rows {
+            let (c, id) = r.map_err(self.sql())?;
+            self.candidates.insert((probe, c.run), id);
+            // A run number reused after a kill: the later row is the one the engine saw last.
+            candidates.retain(|s| s.run != c.run);
+            candidates.push(c);
+        }
+        candidates.sort_by_key(|c| c.run);
+        let kept: Option<(String, String, bool)> = if e.kind == "kept" {
+            store
+                .conn
+                .query_row(
+                    "SELECT d.user_text, c.text, w.decision_id IS NOT NULL FROM decisions d
+                     JOIN candidates c ON c.id = d.candidate_id
+                     LEFT JOIN lesson_writes w ON w.decision_id = d.id WHERE d.id = ?1",
+                    [e.id],
+                    |r| Ok((r.get::<_, Option<String>>(0)?.unwrap_or_default(), r.get(1)?, r.get(2)?)),
+                )
+                .optional()
+                .map_err(self.sql())?
+        } else {
+            None
+        };
+        if let Some((user, text, written)) = &kept {
+            // So that taking it back updates what the duplicate check knows, as for this run's.
+            self.kept.insert(e.id, content_key(user, text));
+            if *written {
+                self.written.insert(e.id);
+            }
+        }
+        Ok(Some(Standing { id: e.id, decision: to_decision(&e), candidates, kept: kept.map(|(u, t, _)| (u, t)) }))
     }
 
     fn is_duplicate(&self, prompt: &str, response: &str) -> bool {

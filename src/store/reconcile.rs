@@ -4,9 +4,9 @@
 //! the end (a kill mid-write) is cut off first. Lines are matched by content, not bytes.
 //!
 //! Before that, undos a kill interrupted are finished: the intent (recorded before the file
-//! was touched) is completed when its line is still the file's last, recorded as done when
-//! the line is already gone, and rolled back (the decision stands) when the file changed
-//! otherwise.
+//! was touched) is completed when its line is still where the intent says (the file's last
+//! line, or one in the middle for a reopened older decision), recorded as done when the line
+//! is already gone, and rolled back (the decision stands) when it moved elsewhere.
 
 use rusqlite::params;
 
@@ -68,6 +68,12 @@ pub(super) fn reconcile(
         committed.push(c);
     }
     committed.sort_by_key(|c| c.id);
+    // A mid-file removal killed before its rename left the new file beside the old (which
+    // stands: the removal was finished or rolled back above).
+    match std::fs::remove_file(crate::lesson::rewrite_path(&spec.output)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+        _ => {}
+    }
     let mut index = LessonIndex::scan(&spec.output).map_err(io)?;
     let pending: Vec<&Committed> = committed.iter().filter(|c| !c.written).collect();
 
@@ -154,14 +160,19 @@ pub(super) fn finish_undos(opened: &Opened, session: i64, report: &mut ResumeRep
         let io = |source| StoreError::Io { path: path.clone(), source };
         let len = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         let key = content_key(&user, &text);
-        let ours = len == end && end > start && {
+        let ours = end <= len && end > start && {
             let line = read_range(&path, start..end).map_err(io)?;
             let line = line.strip_prefix(b"\n").unwrap_or(&line);
             super::lessonfile::line_key(line) == Some(key)
         };
         let how = if ours {
-            let file = std::fs::OpenOptions::new().write(true).open(&path).map_err(io)?;
-            file.set_len(start).and_then(|()| file.sync_all()).map_err(io)?;
+            if end == len {
+                let file = std::fs::OpenOptions::new().write(true).open(&path).map_err(io)?;
+                file.set_len(start).and_then(|()| file.sync_all()).map_err(io)?;
+            } else {
+                // A reopened older decision: its line is mid-file, taken out as the engine does.
+                crate::lesson::rewrite_without(&path, &(start..end)).map_err(io)?;
+            }
             report.undone += 1;
             "removed"
         } else if LessonIndex::scan(&path).map_err(io)?.contains(&key) {

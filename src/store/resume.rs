@@ -182,7 +182,7 @@ pub(crate) fn effective(store: &super::Store, probe_row: i64) -> Result<Option<E
     Ok(standing.pop())
 }
 
-fn to_decision(e: &Effective) -> Decision {
+pub(super) fn to_decision(e: &Effective) -> Decision {
     let by = decider_from(&e.decider);
     match e.kind.as_str() {
         "kept" => Decision::Kept { run: e.candidate_run.unwrap_or(0), by },
@@ -307,7 +307,7 @@ impl Opened {
                     "SELECT {CANDIDATE_COLUMNS}, id FROM candidates WHERE probe_row = ?1 AND outcome != 'cancelled' ORDER BY id"
                 ))
                 .map_err(&sql)?;
-            let rows = stmt.query_map([row], |r| Ok((candidate_from_row(r)?, r.get::<_, i64>(9)?))).map_err(&sql)?;
+            let rows = stmt.query_map([row], |r| Ok((candidate_from_row(r)?, r.get::<_, i64>(10)?))).map_err(&sql)?;
             let mut stored: Vec<crate::distill::Candidate> = Vec::new();
             for r in rows {
                 let (c, id) = r.map_err(&sql)?;

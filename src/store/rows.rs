@@ -41,13 +41,15 @@ fn outcome_kind(o: &Outcome) -> &'static str {
 }
 
 /// Inserts a candidate and returns its row id. An earlier candidate of the same probe with the
-/// same text is linked through `duplicate_of` (identical candidates are flagged, not dropped).
+/// same text is linked through `duplicate_of` (identical candidates are flagged, not dropped);
+/// an operator's edit names its parent's row in `derived_from`.
 pub(crate) fn insert_candidate(
     conn: &Connection,
     probe_row: i64,
     run_id: i64,
     c: &Candidate,
     sampling: &Sampling,
+    derived_from: Option<i64>,
 ) -> rusqlite::Result<i64> {
     let text_sha = sha256_hex(c.text.as_bytes());
     let duplicate_of: Option<i64> = if c.text.is_empty() {
@@ -72,9 +74,9 @@ pub(crate) fn insert_candidate(
         "INSERT INTO candidates (probe_row, run_id, run_no, text, text_sha256, outcome, error, seed,
              temperature, top_p, top_k, repeat_penalty, max_tokens, composite, uplift, echo, enrichment,
              sycophantic, grammar, delta, metrics, prompt_tokens, generated_tokens, decode_tok_s, wall_ms,
-             duplicate_of)
+             duplicate_of, derived_from)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,
-             ?21, ?22, ?23, ?24, ?25, ?26)",
+             ?21, ?22, ?23, ?24, ?25, ?26, ?27)",
         params![
             probe_row,
             run_id,
@@ -102,6 +104,7 @@ pub(crate) fn insert_candidate(
             c.metrics.decode_tok_s,
             c.metrics.wall.as_secs_f64() * 1000.0,
             duplicate_of,
+            derived_from,
         ],
     )?;
     Ok(conn.last_insert_rowid())
@@ -109,7 +112,7 @@ pub(crate) fn insert_candidate(
 
 /// A stored candidate as the engine knows it.
 pub(crate) fn candidate_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Candidate> {
-    // Columns: run_no, text, outcome, error, seed, temperature, grammar, delta, metrics.
+    // Columns: run_no, text, outcome, error, seed, temperature, grammar, delta, metrics, parent run.
     let kind: String = r.get(2)?;
     let grammar: Option<String> = r.get(6)?;
     let delta: Option<String> = r.get(7)?;
@@ -135,10 +138,13 @@ pub(crate) fn candidate_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Cand
         metrics: serde_json::from_str::<Metrics>(&metrics).unwrap_or_default(),
         seed: seed_from_sql(r.get(4)?),
         temperature: temperature as f32,
+        derived_from: r.get(9)?,
     })
 }
 
-pub(crate) const CANDIDATE_COLUMNS: &str = "run_no, text, outcome, error, seed, temperature, grammar, delta, metrics";
+/// Selects from `candidates` (unaliased); the last column is the parent's run number of an edit.
+pub(crate) const CANDIDATE_COLUMNS: &str = "run_no, text, outcome, error, seed, temperature, grammar, delta, metrics, \
+     (SELECT p.run_no FROM candidates p WHERE p.id = candidates.derived_from)";
 
 pub(crate) fn decider_from(s: &str) -> Decider {
     if s == Decider::Operator.as_str() { Decider::Operator } else { Decider::Gate }

@@ -196,8 +196,12 @@ CREATE TABLE dataset_items (
     context      TEXT
 );
 ",
-    // (cur-edit's migration 4, edits and derived candidates, goes here when the branches merge.)
-    // 5 (4 on this branch until then): tags and a note on a probe's decision, append-only. Each
+    // 4: an operator's edit is a candidate of its own, derived from the one it edits (which is
+    // kept as it was).
+    r"
+ALTER TABLE candidates ADD COLUMN derived_from INTEGER REFERENCES candidates (id);
+",
+    // 5: tags and a note on a probe's decision, append-only. Each
     // row holds the whole set as it then stood (a JSON array of strings); the latest row of a
     // probe stands, so a tag is removed by a new row without it.
     r"

@@ -120,8 +120,10 @@ pub fn render(s: &State, t: &Theme, f: &mut Frame, area: Rect) {
         let mut line = match row {
             Row::Done(c) => {
                 let star = if is_best { "★" } else { " " };
+                // An operator's edit is marked beside its number.
+                let edit = if c.derived_from.is_some() { "✎" } else { " " };
                 let mut spans = vec![Span::styled(
-                    format!("{star}{:>2} ", c.run + 1),
+                    format!("{star}{:>2}{edit}", c.run + 1),
                     t.style(if is_best { Role::Best } else { Role::Text }),
                 )];
                 for (col, _, _) in &cols {

@@ -109,7 +109,8 @@ pub fn detail(s: &State, (probe, run): (usize, u32), text: &Wrapped, top: usize,
     let (outer, body, side) = super::layout::detail(area);
     let cand = s.probes.get(probe).and_then(|p| p.candidates.iter().find(|c| c.run == run));
     let id = s.probes.get(probe).map_or("?", |p| p.id.as_str());
-    let title = format!("{id} · candidate {} · {} chars · ↑↓ scroll · Esc closes", run + 1, text.text().len());
+    let edit = cand.and_then(|c| c.derived_from).map(|p| format!(" (edit of {})", p + 1)).unwrap_or_default();
+    let title = format!("{id} · candidate {}{edit} · {} chars · ↑↓ scroll · Esc closes", run + 1, text.text().len());
     popup(f, outer, &title, t);
     let h = usize::from(body.height);
     let lines: Vec<Line<'_>> =

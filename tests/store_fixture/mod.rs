@@ -24,6 +24,7 @@ fn cand(run: u32, text: &str, composite: f64) -> Candidate {
         metrics: Metrics::default(),
         seed: u64::from(run),
         temperature: 0.7,
+        derived_from: None,
     }
 }
 

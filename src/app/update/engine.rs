@@ -39,6 +39,10 @@ pub(super) fn apply(s: &mut State, ev: EngineEvent, at: Duration) {
             s.settings = settings;
         }
         EngineEvent::Resumed { done, undecided } => {
+            // Earlier runs' decisions, in probe order (the store's order is not reported).
+            for (i, d) in &done {
+                super::curation::decided(s, *i, d);
+            }
             for (i, d) in done {
                 if let Some(p) = s.probes.get_mut(i) {
                     p.status = status_of(&d, &p.candidates);
@@ -157,6 +161,7 @@ pub(super) fn apply(s: &mut State, ev: EngineEvent, at: Duration) {
                 s.current = None;
             }
             s.decision_sent = false;
+            super::curation::decided(s, probe, &decision);
             if let Some(p) = s.probes.get_mut(probe) {
                 p.status = status_of(&decision, &p.candidates);
                 let id = p.id.clone();
@@ -179,7 +184,9 @@ pub(super) fn apply(s: &mut State, ev: EngineEvent, at: Duration) {
                 );
             }
         }
+        EngineEvent::EditAdded { probe, candidate } => super::curation::edit_added(s, probe, candidate),
         EngineEvent::Undone { probe, decision } => {
+            super::curation::undone(s, probe);
             if let Some(p) = s.probes.get_mut(probe) {
                 p.status = Status::Review;
                 p.decision = None;

@@ -33,6 +33,7 @@ pub fn cand(run: u32, composite: f64, text: &str) -> Candidate {
         metrics: Metrics { generated_tokens: 10, decode_tok_s: 120.0, ..Metrics::default() },
         seed: 42 + u64::from(run),
         temperature: 0.8,
+        derived_from: None,
     }
 }
 

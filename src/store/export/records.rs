@@ -14,6 +14,8 @@ pub(super) struct Cand {
     pub run_id: i64,
     pub text: String,
     pub composite: Option<f64>,
+    /// The candidate this one is an operator's edit of.
+    pub derived_from: Option<i64>,
 }
 
 pub(super) struct ProbeData {
@@ -31,6 +33,12 @@ impl ProbeData {
     pub fn chosen(&self) -> Option<&Cand> {
         let d = self.decision.as_ref().filter(|d| d.kind == "kept")?;
         self.candidates.iter().find(|c| Some(c.id) == d.candidate_id)
+    }
+
+    /// The original a kept edit was made from: DPO's rejected side by default.
+    pub fn original_of(&self, c: &Cand) -> Option<&Cand> {
+        let parent = c.derived_from?;
+        self.candidates.iter().find(|o| o.id == parent && o.text != c.text && !o.text.trim().is_empty())
     }
 
     pub fn kind(&self) -> Option<&str> {
@@ -84,13 +92,19 @@ pub(super) fn probes(store: &Store, sessions: &[i64]) -> Result<Vec<ProbeData>, 
             let mut stmt = store
                 .conn
                 .prepare_cached(
-                    "SELECT id, run_id, text, composite FROM candidates
+                    "SELECT id, run_id, text, composite, derived_from FROM candidates
                      WHERE probe_row = ?1 AND outcome = 'scored' ORDER BY id",
                 )
                 .map_err(&sql)?;
             let candidates = stmt
                 .query_map(params![row], |r| {
-                    Ok(Cand { id: r.get(0)?, run_id: r.get(1)?, text: r.get(2)?, composite: r.get(3)? })
+                    Ok(Cand {
+                        id: r.get(0)?,
+                        run_id: r.get(1)?,
+                        text: r.get(2)?,
+                        composite: r.get(3)?,
+                        derived_from: r.get(4)?,
+                    })
                 })
                 .map_err(&sql)?
                 .collect::<Result<_, _>>()
