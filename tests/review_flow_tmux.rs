@@ -1,0 +1,218 @@
+//! The whole curation flow of issue 16 in one real terminal (tmux), on one ingested lesson file
+//! with a duplicate and a malformed line: sort by composite, bulk-reject everything below a
+//! score through the filter (after the count confirmation), edit one answer in `$EDITOR` and
+//! accept the edit, accept another, reopen an older decision from the history and change it,
+//! quit; then export SFT and DPO and check the lesson file and both exports line by line, and
+//! that `datasets` and TRL's DPO columns load them.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::tmux::{Tmux, quote};
+
+use lem_tui::config::sandwich;
+use lem_tui::lesson::{TrainingExample, training_line};
+
+const KERNEL: &str = "You are guided by the axioms.";
+const P0: &str = "Why should keys be rotated?";
+const A0: &str = "Rotating keys limits what a stolen key can open, because each key protects only a short \
+window of traffic; old keys are retired and their secrets stop mattering.";
+const A0_WEAK: &str = "Keys are keys.";
+const A0_EDIT: &str = "Rotating keys limits what a stolen key can open, because each key protects only a short \
+window of traffic; retired keys are destroyed, so their secrets stop mattering.";
+const P1: &str = "Explain a mesh network.";
+const A1: &str = "Every device relays messages for its neighbours, so the network routes around gaps.";
+const P2: &str = "What is forgiveness?";
+const A2: &str = "Letting go of a debt.";
+const P3: &str = "Name a colour.";
+const A3: &str = "Blue, mostly.";
+
+fn line(p: &str, a: &str) -> String {
+    training_line(&TrainingExample::user_assistant(sandwich(Some(KERNEL), None, p), a))
+}
+
+fn jsonl(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .expect("export")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect()
+}
+
+fn export(store: &Path, format: &str, out: &Path) {
+    let o = Command::new(env!("CARGO_BIN_EXE_lem-tui"))
+        .args(["export", format, "--store"])
+        .arg(store)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .expect("export runs");
+    assert!(o.status.success(), "export {format}: {}", String::from_utf8_lossy(&o.stderr));
+}
+
+#[test]
+fn ingest_sort_bulk_edit_reopen_and_export_in_a_real_terminal() {
+    let _deadline = common::deadline(Duration::from_secs(600));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let mut text = String::new();
+    text.push_str(&line(P0, A0)); // 1
+    text.push_str(&line(P0, A0_WEAK)); // 2
+    text.push_str(&line(P1, A1)); // 3
+    text.push_str(&line(P0, A0)); // 4: duplicate of 1
+    text.push_str("{\"messages\": [\n"); // 5: malformed
+    text.push_str(&line(P2, A2)); // 6
+    text.push_str(&line(P3, A3)); // 7
+    std::fs::write(d.join("lesson.jsonl"), text).expect("write data");
+    let answer = |id: &str| match id {
+        "lesson.jsonl:1" => (P0, A0),
+        "lesson.jsonl:3" => (P1, A1),
+        "lesson.jsonl:6" => (P2, A2),
+        _ => (P3, A3),
+    };
+
+    // The two weakest prompts (by their best answer) are the ones the filter keeps.
+    let scorer = lem_tui::scorer::Scorer::new(lem_tui::scorer::Mode::Cold);
+    let g = |a: &str| scorer.score(a).composite;
+    let mut best = [
+        ("lesson.jsonl:1", g(A0).max(g(A0_WEAK))),
+        ("lesson.jsonl:3", g(A1)),
+        ("lesson.jsonl:6", g(A2)),
+        ("lesson.jsonl:7", g(A3)),
+    ];
+    best.sort_by(|a, b| b.1.total_cmp(&a.1));
+    assert_eq!(best[0].0, "lesson.jsonl:1", "the rotated-keys answer is the strongest: {best:?}");
+    assert!(best[1].1 > best[2].1, "distinct scores: {best:?}");
+    let cut = f64::midpoint(best[1].1, best[2].1);
+    let weak = [best[2].0, best[3].0];
+
+    // The operator's editor: replaces the answer with the corrected one.
+    std::fs::write(d.join("edited.txt"), format!("{A0_EDIT}\n")).expect("edited text");
+    std::fs::write(
+        d.join("editor.sh"),
+        format!(
+            "#!/bin/sh\n[ \"$(cat \"$1\")\" = '{A0}' ] || exit 3\ncp {edited} \"$1\"\n",
+            edited = quote(&d.join("edited.txt"))
+        ),
+    )
+    .expect("editor script");
+    let store = d.join("store.db");
+    let config = d.join("config");
+    std::fs::create_dir_all(&config).expect("config dir");
+    let script = d.join("run.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "cd {root}\nexport LEM_TUI_CONFIG_DIR={config} LEM_TUI_LOG={log} TERM=xterm-256color EDITOR='sh {editor}'\n\
+             {bin} review lesson.jsonl --store {store}\necho LEMTUI-EXIT=$?\nsleep 120\n",
+            root = quote(d),
+            config = quote(&config),
+            log = quote(&d.join("lem-tui.log")),
+            editor = d.join("editor.sh").display(),
+            bin = quote(Path::new(env!("CARGO_BIN_EXE_lem-tui"))),
+            store = quote(&store),
+        ),
+    )
+    .expect("script");
+    let tmux = Tmux { socket: format!("lem-tui-flow-{}", std::process::id()) };
+    let arg = format!("sh {}", quote(&script));
+    let out = tmux.cmd(&["new-session", "-d", "-s", "lem", "-x", "120", "-y", "32", &arg]);
+    assert!(out.status.success(), "tmux new-session: {}", String::from_utf8_lossy(&out.stderr));
+
+    let s = tmux.wait("the first prompt to await review", 60, |s| s.contains("lesson.jsonl:1 awaits review"));
+    assert!(s.contains("Probes 4"), "four prompts (the duplicate and the bad line left out):\n{s}");
+
+    // Sort by composite; filter below the cut; bulk-reject the filter after its count.
+    tmux.keys(&[">"]);
+    tmux.wait("the sorted list", 10, |s| s.contains("composite ↓"));
+    tmux.keys(&["/", &format!("g<{cut:.4}"), "Enter"]);
+    let s = tmux.wait("the filter", 10, |s| s.contains("Probes 2/4"));
+    for id in weak {
+        assert!(s.contains(id), "{id} in the filter:\n{s}");
+    }
+    tmux.keys(&["B"]);
+    tmux.wait("the bulk chooser", 10, |s| s.contains("2 probes: the filter"));
+    tmux.keys(&["x"]);
+    tmux.wait("the count confirmation", 10, |s| s.contains("Reject every candidate of 2 of the 2 probes"));
+    assert_eq!(std::fs::read_to_string(d.join("lesson.reviewed.jsonl")).unwrap_or_default(), "");
+    tmux.keys(&["y"]);
+    tmux.wait("the bulk to finish", 30, |s| s.contains("bulk done: 2 of 2 probes changed"));
+
+    // Edit the best answer of the probe under review and accept the edit.
+    tmux.keys(&["Escape", "g", "e"]);
+    let s = tmux.wait("the edit stored", 30, |s| s.contains("stored as candidate 3"));
+    assert!(s.contains(" 3✎"), "the edit is marked in the table:\n{s}");
+    tmux.keys(&["a"]);
+    let next = format!("{} awaits review", best[1].0);
+    tmux.wait("the last open prompt to await review", 20, |s| s.contains(&next));
+    assert_eq!(std::fs::read_to_string(d.join("lesson.reviewed.jsonl")).expect("lesson"), line(P0, A0_EDIT));
+    tmux.keys(&["a"]);
+    tmux.wait("every prompt decided", 20, |s| s.contains("all 4 probes decided"));
+
+    // History, newest first: the two accepts, then the bulk's rejections. Reopen the older of
+    // those and accept its answer instead.
+    tmux.keys(&["H"]);
+    let s = tmux.wait("the history view", 10, |s| s.contains("Decisions · last 4"));
+    let rows: Vec<&str> = s
+        .lines()
+        .filter_map(|l| {
+            l.rfind("lesson.jsonl:")
+                .map(|at| l[at..].split(|c: char| c.is_whitespace() || c == '│').next().unwrap_or(""))
+        })
+        .collect();
+    let history: Vec<&str> = rows.iter().copied().filter(|r| !r.is_empty()).collect();
+    let at = history.iter().rposition(|r| weak.contains(r)).unwrap_or_else(|| panic!("a rejection in:\n{s}"));
+    let reopened = history[at];
+    for _ in 0..at {
+        tmux.keys(&["Down"]);
+    }
+    tmux.keys(&["Enter"]);
+    tmux.wait("the rejection reopened", 20, |s| s.contains(&format!("{reopened} awaits review")));
+    tmux.keys(&["a"]);
+    tmux.wait("every prompt decided again", 20, |s| s.contains("all 4 probes decided"));
+    tmux.keys(&["q"]);
+    let s = tmux.wait("the process to exit", 60, |s| s.contains("LEMTUI-EXIT="));
+    assert!(s.contains("LEMTUI-EXIT=0"), "{s}");
+    assert!(s.contains("lesson.jsonl:5: not JSON"), "{s}");
+    assert!(s.contains("lesson.jsonl:4: duplicate of lesson.jsonl:1"), "{s}");
+
+    // The lesson file: the edit, the second accept, then the reopened probe's answer.
+    let (p1, a1) = answer(best[1].0);
+    let (pr, ar) = answer(reopened);
+    assert_eq!(
+        std::fs::read_to_string(d.join("lesson.reviewed.jsonl")).expect("lesson"),
+        [line(P0, A0_EDIT), line(p1, a1), line(pr, ar)].concat()
+    );
+
+    let (sft, dpo) = (d.join("sft.jsonl"), d.join("dpo.jsonl"));
+    export(&store, "sft", &sft);
+    export(&store, "dpo", &dpo);
+    let msg = |p: &str, a: &str| serde_json::json!({"messages": [{"role": "user", "content": p}, {"role": "assistant", "content": a}]});
+    let mut got = jsonl(&sft);
+    let key = |v: &serde_json::Value| v["messages"][0]["content"].as_str().unwrap_or("").to_owned();
+    got.sort_by_key(key);
+    let mut want = vec![msg(P0, A0_EDIT), msg(p1, a1), msg(pr, ar)];
+    want.sort_by_key(key);
+    assert_eq!(got, want);
+    // The edit against its original; the other prompts have one answer each, nothing to pair.
+    assert_eq!(jsonl(&dpo), [serde_json::json!({"prompt": P0, "chosen": A0_EDIT, "rejected": A0})]);
+
+    let check = r#"
+import sys
+from datasets import load_dataset
+from trl.data_utils import is_conversational, maybe_extract_prompt
+sft = load_dataset("json", data_files=sys.argv[1], split="train")
+assert sft.column_names == ["messages"] and len(sft) == 3, sft
+dpo = load_dataset("json", data_files=sys.argv[2], split="train")
+assert dpo.column_names == ["prompt", "chosen", "rejected"] and len(dpo) == 1, dpo.column_names
+row = dpo[0]
+assert not is_conversational(row) and maybe_extract_prompt(row)["prompt"] == row["prompt"]
+print("consumers ok")
+"#;
+    let o = Command::new("python3").args(["-c", check]).arg(&sft).arg(&dpo).output().expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("consumers ok"), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
+}
