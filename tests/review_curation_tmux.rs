@@ -5,49 +5,14 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
-use common::tmux::{Tmux, quote};
+use common::review::{A0, A0_WEAK, A1, P0, P1, check_consumers, export, jsonl, sandwich_line as line, start};
 
-use lem_tui::config::sandwich;
-use lem_tui::lesson::{TrainingExample, training_line};
-
-const KERNEL: &str = "You are guided by the axioms.";
-const P0: &str = "Why should keys be rotated?";
-const A0: &str = "Rotating keys limits what a stolen key can open, because each key protects only a short \
-window of traffic; old keys are retired and their secrets stop mattering.";
-const A0_WEAK: &str = "Keys are keys.";
-const P1: &str = "Explain a mesh network.";
-const A1: &str = "Every device relays messages for its neighbours, so the network routes around gaps.";
 const P2: &str = "What is forgiveness?";
 const A2: &str = "Letting go of a debt.";
 const P3: &str = "Name a colour.";
 const A3: &str = "Blue, mostly.";
-
-fn line(p: &str, a: &str) -> String {
-    training_line(&TrainingExample::user_assistant(sandwich(Some(KERNEL), None, p), a))
-}
-
-fn jsonl(path: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .expect("export")
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("JSON line"))
-        .collect()
-}
-
-fn export(store: &Path, format: &str, out: &Path) {
-    let o = Command::new(env!("CARGO_BIN_EXE_lem-tui"))
-        .args(["export", format, "--store"])
-        .arg(store)
-        .arg("--out")
-        .arg(out)
-        .output()
-        .expect("export runs");
-    assert!(o.status.success(), "export {format}: {}", String::from_utf8_lossy(&o.stderr));
-}
 
 #[test]
 fn sort_filter_bulk_reject_tag_and_export_in_a_real_terminal() {
@@ -80,26 +45,7 @@ fn sort_filter_bulk_reject_tag_and_export_in_a_real_terminal() {
     let weak = [best[2].0, best[3].0];
 
     let store = d.join("store.db");
-    let config = d.join("config");
-    std::fs::create_dir_all(&config).expect("config dir");
-    let script = d.join("run.sh");
-    std::fs::write(
-        &script,
-        format!(
-            "cd {root}\nexport LEM_TUI_CONFIG_DIR={config} LEM_TUI_LOG={log} TERM=xterm-256color\n\
-             {bin} review lesson.jsonl --store {store}\necho LEMTUI-EXIT=$?\nsleep 120\n",
-            root = quote(d),
-            config = quote(&config),
-            log = quote(&d.join("lem-tui.log")),
-            bin = quote(Path::new(env!("CARGO_BIN_EXE_lem-tui"))),
-            store = quote(&store),
-        ),
-    )
-    .expect("script");
-    let tmux = Tmux { socket: format!("lem-tui-curate-{}", std::process::id()) };
-    let arg = format!("sh {}", quote(&script));
-    let out = tmux.cmd(&["new-session", "-d", "-s", "lem", "-x", "120", "-y", "32", &arg]);
-    assert!(out.status.success(), "tmux new-session: {}", String::from_utf8_lossy(&out.stderr));
+    let tmux = start("curate", d, &store, None);
 
     let s = tmux.wait("the first prompt to await review", 60, |s| s.contains("lesson.jsonl:1 awaits review"));
     assert!(s.contains("Probes 4"), "four prompts (the duplicate and the bad line left out):\n{s}");
@@ -170,19 +116,5 @@ fn sort_filter_bulk_reject_tag_and_export_in_a_real_terminal() {
             .expect("manifest JSON");
     assert_eq!(manifest["tags"], serde_json::json!({"gold": 1}));
 
-    let check = r#"
-import sys
-from datasets import load_dataset
-from trl.data_utils import is_conversational, maybe_extract_prompt
-sft = load_dataset("json", data_files=sys.argv[1], split="train")
-assert sft.column_names == ["messages", "meta"] and sft[0]["meta"]["tags"] == ["gold"], sft
-dpo = load_dataset("json", data_files=sys.argv[2], split="train")
-assert dpo.column_names == ["prompt", "chosen", "rejected", "meta"] and len(dpo) == 1, dpo.column_names
-row = dpo[0]
-assert not is_conversational(row) and maybe_extract_prompt(row)["prompt"] == row["prompt"]
-print("consumers ok")
-"#;
-    let o = Command::new("python3").args(["-c", check]).arg(&sft).arg(&dpo).output().expect("python3 runs");
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(stdout.contains("consumers ok"), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
+    check_consumers(&sft, &dpo, &["messages", "meta"], 1, &["prompt", "chosen", "rejected", "meta"], 1);
 }

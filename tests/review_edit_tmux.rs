@@ -8,46 +8,15 @@
 mod common;
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::tmux::{Tmux, quote};
+use common::review::{
+    A0, A0_EDIT, A0_WEAK, A1, P0, P1, check_consumers, export, jsonl as json_lines, plain_line as line, start,
+};
+use common::tmux::quote;
 
-use lem_tui::lesson::{TrainingExample, training_line};
-
-const P0: &str = "Why should keys be rotated?";
-const A0: &str = "Rotating keys limits what a stolen key can open, because each key protects only a short \
-window of traffic; old keys are retired and their secrets stop mattering.";
-const A0_WEAK: &str = "Keys are keys.";
-const A0_EDIT: &str = "Rotating keys limits what a stolen key can open, because each key protects only a short \
-window of traffic; retired keys are destroyed, so their secrets stop mattering.";
-const P1: &str = "Explain a mesh network.";
-const A1: &str = "Every device relays messages for its neighbours, so the network routes around gaps.";
 const P2: &str = "What is forgiveness?";
 const A2: &str = "Letting go of a debt that is owed, and of the wish to collect it later.";
-
-fn line(p: &str, a: &str) -> String {
-    training_line(&TrainingExample::user_assistant(p, a))
-}
-
-fn export(store: &Path, format: &str, out: &Path) {
-    let o = Command::new(env!("CARGO_BIN_EXE_lem-tui"))
-        .args(["export", format, "--store"])
-        .arg(store)
-        .arg("--out")
-        .arg(out)
-        .output()
-        .expect("export runs");
-    assert!(o.status.success(), "export {format}: {}", String::from_utf8_lossy(&o.stderr));
-}
-
-fn json_lines(p: &Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(p)
-        .expect("export file")
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("JSON line"))
-        .collect()
-}
 
 fn wait_file(p: &Path, secs: u64) {
     let until = Instant::now() + Duration::from_secs(secs);
@@ -80,27 +49,7 @@ fn edit_accept_reopen_and_export_in_a_real_terminal() {
     )
     .expect("editor script");
     let store = d.join("store.db");
-    let config = d.join("config");
-    std::fs::create_dir_all(&config).expect("config dir");
-    let script = d.join("run.sh");
-    std::fs::write(
-        &script,
-        format!(
-            "cd {root}\nexport LEM_TUI_CONFIG_DIR={config} LEM_TUI_LOG={log} TERM=xterm-256color EDITOR='sh {editor}'\n\
-             {bin} review lesson.jsonl --store {store}\necho LEMTUI-EXIT=$?\nsleep 120\n",
-            root = quote(d),
-            config = quote(&config),
-            log = quote(&d.join("lem-tui.log")),
-            editor = d.join("editor.sh").display(),
-            bin = quote(Path::new(env!("CARGO_BIN_EXE_lem-tui"))),
-            store = quote(&store),
-        ),
-    )
-    .expect("script");
-    let tmux = Tmux { socket: format!("lem-tui-edit-{}", std::process::id()) };
-    let arg = format!("sh {}", quote(&script));
-    let out = tmux.cmd(&["new-session", "-d", "-s", "lem", "-x", "120", "-y", "32", &arg]);
-    assert!(out.status.success(), "tmux new-session: {}", String::from_utf8_lossy(&out.stderr));
+    let tmux = start("edit", d, &store, Some(&editor));
 
     tmux.wait("the first prompt to await review", 60, |s| s.contains("lesson.jsonl:1 awaits review"));
     // The best (candidate 1) is selected: edit it. The editor gets the terminal: no alternate
@@ -166,19 +115,5 @@ fn edit_accept_reopen_and_export_in_a_real_terminal() {
     // The edit against its original (not the weaker answer), by default; P2 has nothing to pair.
     assert_eq!(json_lines(&dpo), [serde_json::json!({"prompt": P0, "chosen": A0_EDIT, "rejected": A0})]);
 
-    let check = r#"
-import sys
-from datasets import load_dataset
-from trl.data_utils import is_conversational, maybe_extract_prompt
-sft = load_dataset("json", data_files=sys.argv[1], split="train")
-assert sft.column_names == ["messages"] and len(sft) == 2, sft
-dpo = load_dataset("json", data_files=sys.argv[2], split="train")
-assert dpo.column_names == ["prompt", "chosen", "rejected"] and len(dpo) == 1, dpo.column_names
-row = dpo[0]
-assert not is_conversational(row) and maybe_extract_prompt(row)["prompt"] == row["prompt"]
-print("consumers ok")
-"#;
-    let o = Command::new("python3").args(["-c", check]).arg(&sft).arg(&dpo).output().expect("python3 runs");
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(stdout.contains("consumers ok"), "{stdout}\n{}", String::from_utf8_lossy(&o.stderr));
+    check_consumers(&sft, &dpo, &["messages"], 2, &["prompt", "chosen", "rejected"], 1);
 }

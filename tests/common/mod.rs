@@ -3,6 +3,7 @@
 
 pub mod ask;
 pub mod deadline;
+pub mod review;
 pub mod tmux;
 
 #[allow(unused_imports)] // each test crate uses its own part
