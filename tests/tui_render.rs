@@ -298,3 +298,27 @@ fn limits_editor_shows_the_backends_refusal() {
     let text: String = term.backend().buffer().content().iter().map(|c| c.symbol()).collect();
     assert!(text.contains("the allocator says no"), "{text}");
 }
+
+/// llama.cpp offloaded to a GPU: the gauge shows the device's used memory against the limit
+/// (which holds against it), the device's size, and the model's and KV's share on the device.
+#[test]
+fn gpu_gauge_shows_the_device_and_the_models_share() {
+    let (w, h) = SIZES[1];
+    let mut r = Run::mid_run(CurationMode::Review, w, h);
+    let gpu = lem_tui::backend::memory::GpuMemory { used: 20 * GIB, total: 80 * GIB, model: 98 * MIB, kv: 12 * MIB };
+    let snapshot = MemorySnapshot { gpu: Some(gpu), ..memory() };
+    update(&mut r.s, Action::Memory { snapshot, at: r.t + Duration::from_millis(900) });
+    let term = draw(&r.s, &Theme::default_dark(), w, h);
+    let rows: Vec<String> = term
+        .backend()
+        .buffer()
+        .content()
+        .chunks(usize::from(w))
+        .map(|row| row.iter().map(|c| c.symbol()).collect())
+        .collect();
+    let gpu_bar = rows.iter().find(|r| r.contains("GPU ") && r.contains('█')).expect("a GPU bar");
+    assert!(gpu_bar.contains("20G/16G"), "used against the 16 GiB limit: {gpu_bar}");
+    let share = rows.iter().find(|r| r.contains("on GPU")).expect("the share line");
+    assert!(share.contains("model 98M KV 12M of 80G"), "{share}");
+    assert!(rows.iter().any(|r| r.contains("over the memory limit")), "20 GiB on the device is over 16 GiB");
+}

@@ -222,6 +222,32 @@ impl Engine for LlamaEngine {
         self.cfg.opts.limits = limits;
         Ok(())
     }
+
+    fn started(&mut self, shared: &WorkerShared) {
+        let offloaded = self.cfg.opts.gpu_layers;
+        if offloaded == 0 || gpu_memory().is_none() {
+            // On the CPU the gauge and the limit go by the RSS, as they always have.
+            return;
+        }
+        let layers = self.cell.borrow_owner().n_layer();
+        shared.set_gpu_probe(super::worker::GpuProbe { read: Box::new(gpu_memory), offloaded, layers });
+    }
+}
+
+/// Free and total bytes over the GPUs llama.cpp can offload to (it spreads layers over all of
+/// them); `None` without one. The device answers (CUDA: `cudaMemGetInfo`) from any thread.
+fn gpu_memory() -> Option<(u64, u64)> {
+    use llama_cpp_2::LlamaBackendDeviceType as Kind;
+    ggml().ok()?;
+    let gpus: Vec<_> = llama_cpp_2::list_llama_ggml_backend_devices()
+        .into_iter()
+        .filter(|d| matches!(d.device_type, Kind::Gpu | Kind::IntegratedGpu))
+        .collect();
+    if gpus.is_empty() {
+        return None;
+    }
+    let sum = |f: fn(&llama_cpp_2::LlamaBackendDevice) -> usize| gpus.iter().map(|d| f(d) as u64).sum::<u64>();
+    Some((sum(|d| d.memory_free), sum(|d| d.memory_total)))
 }
 
 /// Starts a llama.cpp backend on its own thread and waits for the model to load.

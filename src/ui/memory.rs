@@ -1,4 +1,5 @@
-//! The memory gauge: what the backend measures (RSS, model and KV for llama.cpp; active,
+//! The memory gauge: what the backend measures (RSS, model and KV for llama.cpp, and the GPU's
+//! memory with the model's and KV's share of it when llama.cpp offloads to one; active,
 //! cache and peak for MLX, and MLX's device memory where it reports one) against the limits,
 //! plus system memory and swap. Bars turn to the
 //! warning role at 75 % and the critical role at 90 %.
@@ -68,6 +69,12 @@ pub fn render(s: &State, t: &Theme, f: &mut Frame, area: Rect) {
     } else {
         lines.push(bar("RSS", m.rss, limits.memory_bytes, w, t));
     }
+    if let Some(g) = &m.gpu {
+        // llama.cpp offloaded to a GPU: the limit holds against the device's used memory (every
+        // process's), so the bar is drawn against the limit when there is one, else the device.
+        let of = if limits.memory_bytes > 0 { limits.memory_bytes } else { g.total };
+        lines.push(bar("GPU", g.used, of, w, t));
+    }
     lines.push(bar("system", m.system_used, m.system_total, w, t));
     if m.swap_total > 0 {
         lines.push(bar("swap", m.swap_used, m.swap_total, w, t));
@@ -93,6 +100,13 @@ pub fn render(s: &State, t: &Theme, f: &mut Frame, area: Rect) {
         extra.push(Span::styled(label, t.style(role)));
     }
     lines.push(Line::from(extra));
+    if let Some(g) = &m.gpu {
+        lines.push(Line::from(vec![
+            Span::styled("on GPU ", t.style(Role::Dim)),
+            Span::styled(format!("model {} KV {}", bytes(g.model), bytes(g.kv)), t.style(Role::Text)),
+            Span::styled(format!(" of {}", bytes(g.total)), t.style(Role::Dim)),
+        ]));
+    }
     if m.over_limit() {
         lines.insert(0, Line::styled("over the memory limit: paused", t.style(Role::GaugeCrit)));
     }

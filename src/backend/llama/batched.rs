@@ -103,11 +103,13 @@ impl EngineConfig {
         let limits = shared.limits();
         let estimate = estimate_bytes(0, n_ctx, self.kv_per_token);
         shared.set_kv_bytes(n_ctx * self.kv_per_token);
-        if limits.memory_bytes > 0 && shared.rss() + estimate > limits.memory_bytes {
+        // In use: the RSS, or the GPU's memory when the model is offloaded (the KV goes there).
+        let used = shared.used();
+        if limits.memory_bytes > 0 && used + estimate > limits.memory_bytes {
             return Err(format!(
                 "this request needs about {} MiB of KV cache on top of {} MiB in use; the memory limit is {} MiB",
                 estimate / MIB,
-                shared.rss() / MIB,
+                used / MIB,
                 limits.memory_bytes / MIB
             ));
         }
