@@ -84,12 +84,17 @@ pub fn render(s: &State, t: &Theme, f: &mut Frame, area: Rect) {
             Span::styled("none", t.style(Role::Dim)),
         ]));
     }
+    // With a GPU, the model's and KV's share of the device (the pane has no row to spare).
+    let (on, model, kv) = m.gpu.map_or(("", m.model_bytes, m.kv_bytes), |g| ("GPU ", g.model, g.kv));
     let mut extra = vec![
-        Span::styled("model ", t.style(Role::Dim)),
-        Span::styled(bytes(m.model_bytes), t.style(Role::Text)),
+        Span::styled(format!("{on}model "), t.style(Role::Dim)),
+        Span::styled(bytes(model), t.style(Role::Text)),
         Span::styled(" KV ", t.style(Role::Dim)),
-        Span::styled(bytes(m.kv_bytes), t.style(Role::Text)),
+        Span::styled(bytes(kv), t.style(Role::Text)),
     ];
+    if let Some(g) = &m.gpu {
+        extra.push(Span::styled(format!(" of {}", bytes(g.total)), t.style(Role::Dim)));
+    }
     if let Some(p) = m.pressure {
         let (label, role) = match p {
             0 | 1 => ("normal", Role::GaugeOk),
@@ -100,13 +105,6 @@ pub fn render(s: &State, t: &Theme, f: &mut Frame, area: Rect) {
         extra.push(Span::styled(label, t.style(role)));
     }
     lines.push(Line::from(extra));
-    if let Some(g) = &m.gpu {
-        lines.push(Line::from(vec![
-            Span::styled("on GPU ", t.style(Role::Dim)),
-            Span::styled(format!("model {} KV {}", bytes(g.model), bytes(g.kv)), t.style(Role::Text)),
-            Span::styled(format!(" of {}", bytes(g.total)), t.style(Role::Dim)),
-        ]));
-    }
     if m.over_limit() {
         lines.insert(0, Line::styled("over the memory limit: paused", t.style(Role::GaugeCrit)));
     }
