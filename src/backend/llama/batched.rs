@@ -20,7 +20,7 @@ use llama_cpp_2::token::data_array::LlamaTokenDataArray;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::chain::{self, SamplerMode};
+use super::chain::{self, HostPenalty, SamplerMode};
 use super::raw::{Batch, Chain, Context, ContextParams};
 use super::{EngineConfig, KeptContext, MaybeContext, estimate_bytes};
 use crate::backend::candidate::{self, Candidate, RequestClock};
@@ -45,10 +45,20 @@ pub(super) fn sample_threads(live: usize) -> usize {
 
 /// What `llama_sampler_sample` does (candidates from the logits, the chain, accept), on logits
 /// already copied out of the context, so that sequences can be sampled on several threads.
-fn sample_logits(sampler: &mut LlamaSampler, logits: &[f32], buf: &mut Vec<LlamaTokenData>) -> LlamaToken {
+fn sample_logits(
+    sampler: &mut LlamaSampler,
+    penalty: Option<&mut HostPenalty>,
+    logits: &[f32],
+    buf: &mut Vec<LlamaTokenData>,
+) -> LlamaToken {
     let mut cands = std::mem::take(buf);
     cands.clear();
     cands.extend((0_i32..).zip(logits).map(|(id, &logit)| LlamaTokenData::new(LlamaToken::new(id), logit, 0.0)));
+    // The penalty is the chain's step after the end-of-generation bias; the bias only ever adds
+    // -inf, which the penalty keeps, so applying it first gives the same logits.
+    if let Some(p) = &penalty {
+        p.apply(&mut cands);
+    }
     let mut array = LlamaTokenDataArray::new(cands, false);
     array.apply_sampler(sampler);
     let token = array.selected_token().unwrap_or_else(|| {
@@ -58,6 +68,9 @@ fn sample_logits(sampler: &mut LlamaSampler, logits: &[f32], buf: &mut Vec<Llama
     });
     *buf = array.data;
     sampler.accept(token);
+    if let Some(p) = penalty {
+        p.accept(token);
+    }
     token
 }
 
@@ -65,6 +78,8 @@ struct Seq {
     cand: Candidate,
     /// The CPU chain ([`SamplerMode::Cpu`]); on the backend the context holds the chain.
     sampler: Option<LlamaSampler>,
+    /// The CPU chain's repeat penalty, applied to the logits row first.
+    penalty: Option<HostPenalty>,
     utf8: Utf8Stream,
     /// Where in the last batch this sequence's output is.
     out_at: i32,
@@ -193,7 +208,8 @@ impl EngineConfig {
         let mut seqs = Vec::with_capacity(n as usize);
         let mut chains = Vec::with_capacity(n as usize);
         for candidate in 0..n {
-            let steps = chain::steps(&req.sampling, candidate, n_vocab, &self.eog, mode);
+            let mut steps = chain::steps(&req.sampling, candidate, n_vocab, &self.eog, mode);
+            let penalty = if mode == SamplerMode::Cpu { HostPenalty::take(&mut steps) } else { None };
             let sampler = match mode {
                 SamplerMode::Cpu => Some(chain::cpu_sampler(&steps)),
                 SamplerMode::Backend => match Chain::new(&steps) {
@@ -207,6 +223,7 @@ impl EngineConfig {
             seqs.push(Seq {
                 cand: Candidate::new(candidate),
                 sampler,
+                penalty,
                 utf8: Utf8Stream::default(),
                 out_at: 0,
                 next: LlamaToken::new(0),
@@ -358,7 +375,7 @@ fn sample_step_cpu(ctx: &mut Context<'_>, seqs: &mut [Seq]) -> Result<(), String
     let sample_chunk = |chunk: &mut [&mut Seq], rows: &[&[f32]]| {
         for (seq, row) in chunk.iter_mut().zip(rows) {
             if let Some(sampler) = seq.sampler.as_mut() {
-                seq.next = sample_logits(sampler, row, &mut seq.cands);
+                seq.next = sample_logits(sampler, seq.penalty.as_mut(), row, &mut seq.cands);
             }
         }
     };

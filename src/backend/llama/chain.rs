@@ -86,6 +86,45 @@ pub(super) fn steps(s: &Sampling, candidate: u32, n_vocab: i32, eog: &[LlamaToke
     chain
 }
 
+/// The repeat penalty, applied on the host to a logits row before the rest of the CPU chain:
+/// llama.cpp's own penalties sampler looks every one of the vocabulary's entries up in a hash
+/// map (262,144 for Gemma 3) per token, where only the generated tokens change. Same arithmetic
+/// as llama.cpp's (`logit <= 0` multiplied, else divided), on the same tokens: its window is
+/// max_tokens, so it always holds every generated token.
+#[derive(Debug)]
+pub(super) struct HostPenalty {
+    repeat: f32,
+    /// Generated token ids, each once, sorted.
+    seen: Vec<i32>,
+}
+
+impl HostPenalty {
+    /// Takes the penalty out of `steps` (the CPU chain), if there is one.
+    pub(super) fn take(steps: &mut Vec<Step>) -> Option<Self> {
+        let at = steps.iter().position(|s| matches!(s, Step::Penalties { .. }))?;
+        match steps.remove(at) {
+            Step::Penalties { repeat, .. } => Some(Self { repeat, seen: Vec::new() }),
+            _ => None,
+        }
+    }
+
+    /// Penalises the generated tokens' logits in `cands`, which is indexed by token id.
+    pub(super) fn apply(&self, cands: &mut [llama_cpp_2::token::data::LlamaTokenData]) {
+        for &t in &self.seen {
+            if let Some(c) = usize::try_from(t).ok().and_then(|i| cands.get_mut(i)) {
+                let l = c.logit();
+                c.set_logit(if l <= 0.0 { l * self.repeat } else { l / self.repeat });
+            }
+        }
+    }
+
+    pub(super) fn accept(&mut self, token: LlamaToken) {
+        if let Err(at) = self.seen.binary_search(&token.0) {
+            self.seen.insert(at, token.0);
+        }
+    }
+}
+
 /// The CPU chain of `steps` through `llama-cpp-2`.
 pub(super) fn cpu_sampler(steps: &[Step]) -> LlamaSampler {
     let samplers = steps.iter().map(|step| match step {
@@ -161,6 +200,29 @@ mod tests {
         let pen = Step::Penalties { n_vocab: 9, last_n: 9, repeat: 1.1 };
         assert_eq!(steps(&s, 0, 9, &[], SamplerMode::Cpu), vec![pen.clone(), Step::Greedy]);
         assert_eq!(steps(&s, 0, 9, &[], SamplerMode::Backend), vec![pen, Step::TopK(1), Step::Dist(42)]);
+    }
+
+    #[test]
+    fn the_host_penalty_scales_generated_tokens_as_llama_cpp_does() {
+        use llama_cpp_2::token::data::LlamaTokenData;
+        let mut chain = steps(&lem(), 0, 4, &[], SamplerMode::Cpu);
+        let mut p = HostPenalty::take(&mut chain).expect("LEM's chain has a penalty");
+        assert!(!chain.iter().any(|s| matches!(s, Step::Penalties { .. })), "taken out of the chain");
+        let row = [2.2_f32, -1.0, 0.0, 3.0];
+        let cands = |row: &[f32]| -> Vec<LlamaTokenData> {
+            (0..).zip(row).map(|(i, &l)| LlamaTokenData::new(LlamaToken::new(i), l, 0.0)).collect()
+        };
+        let mut c = cands(&row);
+        p.apply(&mut c);
+        assert_eq!(c.iter().map(LlamaTokenData::logit).collect::<Vec<_>>(), row, "nothing generated yet");
+        for t in [1, 0, 1, 2] {
+            p.accept(LlamaToken::new(t));
+        }
+        let mut c = cands(&row);
+        p.apply(&mut c);
+        assert_eq!(c.iter().map(LlamaTokenData::logit).collect::<Vec<_>>(), [2.2 / 1.1, -1.1, 0.0, 3.0]);
+        let mut plain = steps(&Sampling { repeat_penalty: 1.0, ..lem() }, 0, 4, &[], SamplerMode::Cpu);
+        assert!(HostPenalty::take(&mut plain).is_none());
     }
 
     #[test]
