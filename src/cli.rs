@@ -97,6 +97,18 @@ pub enum BackendArg {
     Openai,
 }
 
+/// Where llama.cpp samples candidates.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum SamplerArg {
+    /// In the decode graph when the model runs on a GPU, else on the CPU.
+    #[default]
+    Auto,
+    /// In the decode graph (llama.cpp backend sampling): only token ids come back per step.
+    Backend,
+    /// From each candidate's logits row on the host (the reference chain).
+    Cpu,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct DistillArgs {
     /// Model config under .core/ai/models/, as <family>/<size> (".yaml" is appended).
@@ -165,6 +177,11 @@ pub struct DistillArgs {
     /// of them when llama.cpp has a GPU backend (a CUDA build), else 0.
     #[arg(long, value_name = "N")]
     pub gpu_layers: Option<u32>,
+    /// Where llama.cpp samples the candidates: backend (inside the decode graph, so a GPU step
+    /// returns N token ids instead of N logits rows), cpu (the reference), or auto (backend when
+    /// layers are offloaded to a GPU).
+    #[arg(long, value_enum, value_name = "WHERE", env = "LEM_TUI_SAMPLER", default_value_t = SamplerArg::Auto)]
+    pub sampler: SamplerArg,
     /// Override max_tokens from the configs (lem-tui extension; 0 = use config).
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub max_tokens: u32,
@@ -320,6 +337,7 @@ pub fn normalise_go_flags(args: impl IntoIterator<Item = String>) -> Vec<String>
         "threads",
         "sequential",
         "gpu-layers",
+        "sampler",
         "max-tokens",
         "endpoint",
         "api-model",

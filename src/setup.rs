@@ -63,6 +63,8 @@ pub struct Prepared {
     architecture: std::sync::OnceLock<String>,
     /// `--gpu-layers` as given (`None`: all layers when llama.cpp has a GPU backend).
     pub gpu_layers: Option<u32>,
+    /// `--sampler` as given.
+    pub sampler: crate::cli::SamplerArg,
     /// MLX: `--wired-limit` in bytes (0 = leave it) and `--clear-cache-every`.
     pub wired_bytes: u64,
     pub clear_cache_every: u32,
@@ -224,6 +226,7 @@ pub fn prepare(args: &DistillArgs) -> anyhow::Result<Prepared> {
         fresh: args.fresh,
         architecture: std::sync::OnceLock::new(),
         gpu_layers: args.gpu_layers,
+        sampler: args.sampler,
         wired_bytes: args.wired_limit.saturating_mul(crate::backend::memory::GIB),
         clear_cache_every: args.clear_cache_every,
         memory_log: args.memory_log.clone(),
@@ -332,7 +335,7 @@ fn start_openai(p: &Prepared, say: &mut dyn FnMut(&str)) -> anyhow::Result<Arc<d
 
 #[cfg(feature = "llama")]
 fn start_llama(p: &Prepared, say: &mut dyn FnMut(&str)) -> anyhow::Result<Arc<dyn Backend>> {
-    use crate::backend::llama::{LlamaOptions, gpu_devices, spawn};
+    use crate::backend::llama::{LlamaOptions, SamplerMode, gpu_devices, spawn};
     let path = gguf_path(p, say)?;
     // What llama.cpp can offload to: a CUDA build (the `cuda` feature, or the `llama-dynamic`
     // binary run on a CUDA build of the shared libraries) lists its GPUs here.
@@ -342,16 +345,23 @@ fn start_llama(p: &Prepared, say: &mut dyn FnMut(&str)) -> anyhow::Result<Arc<dy
         .and_then(crate::config::ChatTemplate::llama_name)
         .map(str::to_owned)
         .or_else(|| family_template(&p.resolved.model.family));
+    let gpu_layers = p.gpu_layers.unwrap_or(if gpus.is_empty() { 0 } else { 999 });
+    let sampler = match p.sampler {
+        crate::cli::SamplerArg::Backend => SamplerMode::Backend,
+        crate::cli::SamplerArg::Cpu => SamplerMode::Cpu,
+        crate::cli::SamplerArg::Auto if !gpus.is_empty() && gpu_layers > 0 => SamplerMode::Backend,
+        crate::cli::SamplerArg::Auto => SamplerMode::Cpu,
+    };
     let opts = LlamaOptions {
         path: path.clone(),
         threads: p.threads,
         force_template: template.is_some_and(|t| t != crate::config::ChatTemplate::Embedded),
         fallback_template: fallback,
-        gpu_layers: p.gpu_layers.unwrap_or(if gpus.is_empty() { 0 } else { 999 }),
+        gpu_layers,
+        sampler,
         limits: p.limits,
     };
     say(&format!("loading model: {}", path.display()));
-    let gpu_layers = opts.gpu_layers;
     let backend = spawn(opts)?;
     let info = crate::backend::Backend::info(&backend);
     p.set_architecture(&info.architecture);
@@ -359,6 +369,7 @@ fn start_llama(p: &Prepared, say: &mut dyn FnMut(&str)) -> anyhow::Result<Arc<dy
         Some(gpu) if gpu_layers > 0 => format!("{gpu}, {} of {} layers", gpu_layers.min(info.layers), info.layers),
         _ => "cpu".to_owned(),
     };
+    let device = format!("{device}, {} sampler", sampler.name());
     say(&format!("model loaded: {} {}-layer ({} template) on {device}", info.architecture, info.layers, info.template));
     let _ = p.device.set(device);
     Ok(Arc::new(backend))

@@ -7,7 +7,7 @@ use common::ask::ask;
 
 use std::time::Duration;
 
-use lem_tui::backend::llama::{LlamaOptions, spawn};
+use lem_tui::backend::llama::{LlamaOptions, SamplerMode, spawn};
 use lem_tui::backend::{Backend, BackendError, FinishReason, GenRequest, Limits, Message, Sampling};
 
 fn opts(spec: &str, template: Option<&str>) -> LlamaOptions {
@@ -17,6 +17,7 @@ fn opts(spec: &str, template: Option<&str>) -> LlamaOptions {
         fallback_template: template.map(str::to_owned),
         force_template: false,
         gpu_layers: 0,
+        sampler: SamplerMode::Cpu,
         limits: Limits::default(),
     }
 }

@@ -299,3 +299,28 @@ fn limits_editor_shows_the_backends_refusal() {
     let text: String = term.backend().buffer().content().iter().map(|c| c.symbol()).collect();
     assert!(text.contains("the allocator says no"), "{text}");
 }
+
+/// llama.cpp offloaded to a GPU: the gauge shows the device's used memory against the limit
+/// (which holds against it: `MemorySnapshot::used`), the device's size, and the model's and
+/// KV's share on the device.
+#[test]
+fn gpu_gauge_shows_the_device_and_the_models_share() {
+    let (w, h) = SIZES[1];
+    let mut r = Run::mid_run(CurationMode::Review, w, h);
+    let gpu = lem_tui::backend::memory::GpuMemory { used: 20 * GIB, total: 80 * GIB, model: 98 * MIB, kv: 12 * MIB };
+    let snapshot = MemorySnapshot { gpu: Some(gpu), limits: Limits::from_gb(8, 24), ..memory() };
+    update(&mut r.s, Action::Memory { snapshot, at: r.t + Duration::from_millis(900) });
+    let rows = |r: &Run| -> Vec<String> {
+        let term = draw(&r.s, &Theme::default_dark(), w, h);
+        let cells = term.backend().buffer().content().to_vec();
+        cells.chunks(usize::from(w)).map(|row| row.iter().map(|c| c.symbol().to_owned()).collect()).collect()
+    };
+    let shown = rows(&r);
+    let gpu_bar = shown.iter().find(|r| r.contains("GPU ") && r.contains('█')).expect("a GPU bar");
+    assert!(gpu_bar.contains("20G/16G"), "used against the limit: {gpu_bar}");
+    let share = shown.iter().find(|r| r.contains("GPU model")).expect("the share line");
+    assert!(share.contains("GPU model 98M KV 12M of 80G"), "{share}");
+    // Without a device reading, the gauge is as before.
+    update(&mut r.s, Action::Memory { snapshot: memory(), at: r.t + Duration::from_millis(1500) });
+    assert!(!rows(&r).iter().any(|r| r.contains("GPU")));
+}

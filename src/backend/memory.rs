@@ -48,6 +48,39 @@ impl MlxMemory {
     }
 }
 
+/// A GPU's memory as llama.cpp's device reports it (bytes), and this process's estimated share.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GpuMemory {
+    /// In use on the device, by every process (total − free).
+    pub used: u64,
+    pub total: u64,
+    /// The weights of the offloaded layers.
+    pub model: u64,
+    /// The KV cache of the offloaded layers.
+    pub kv: u64,
+}
+
+impl GpuMemory {
+    /// From a device's free and total bytes and the share of the model offloaded to it
+    /// (`offloaded` of `layers`); `None` when the device reports no memory.
+    pub fn from_reading(
+        free: u64,
+        total: u64,
+        model_bytes: u64,
+        kv_bytes: u64,
+        offloaded: u32,
+        layers: u32,
+    ) -> Option<Self> {
+        if total == 0 {
+            return None;
+        }
+        let share = |bytes: u64| {
+            if layers == 0 { 0 } else { bytes.saturating_mul(u64::from(offloaded.min(layers))) / u64::from(layers) }
+        };
+        Some(Self { used: total.saturating_sub(free), total, model: share(model_bytes), kv: share(kv_bytes) })
+    }
+}
+
 /// One reading for the memory gauge. Fields a backend cannot measure are 0 / `None`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemorySnapshot {
@@ -61,6 +94,9 @@ pub struct MemorySnapshot {
     /// does not report it).
     pub kv_bytes: u64,
     pub mlx: Option<MlxMemory>,
+    /// The GPU llama.cpp offloads to; `None` on the CPU (or where the device reports nothing).
+    #[serde(default)]
+    pub gpu: Option<GpuMemory>,
     pub system_used: u64,
     pub system_total: u64,
     pub swap_used: u64,
@@ -71,11 +107,13 @@ pub struct MemorySnapshot {
 }
 
 impl MemorySnapshot {
-    /// Memory the limit is held against: the process's RSS, or what MLX holds when that is
-    /// more (a GPU's memory is not in the RSS; MLX's peak catches a request that went over
-    /// between two readings).
+    /// Memory the limit is held against: the process's RSS, or what MLX holds, or what is in
+    /// use on the GPU llama.cpp offloads to, whichever is more (a GPU's memory is not in the
+    /// RSS; MLX's peak catches a request that went over between two readings).
     pub fn used(&self) -> u64 {
-        self.mlx.map_or(self.rss, |m| self.rss.max(m.held()))
+        let mlx = self.mlx.map_or(0, |m| m.held());
+        let gpu = self.gpu.map_or(0, |g| g.used);
+        self.rss.max(mlx).max(gpu)
     }
 
     /// True when the process is over its memory limit (0 = unlimited).
@@ -183,5 +221,47 @@ mod tests {
         assert_eq!(snap.used(), 1100 * MIB);
         snap.mlx = None;
         assert!(!snap.over_limit(), "llama.cpp: the RSS alone");
+    }
+}
+
+#[cfg(test)]
+mod gpu_tests {
+    use super::*;
+
+    /// llama.cpp on a GPU: the device's used memory counts against the limit (the weights and
+    /// KV cache are there, not in the RSS); without a reading, the RSS alone, as before.
+    #[test]
+    fn device_memory_counts_against_the_limit() {
+        let gpu = GpuMemory::from_reading(60 * GIB, 80 * GIB, 4 * GIB, 2 * GIB, 999, 18).expect("a reading");
+        assert_eq!(gpu, GpuMemory { used: 20 * GIB, total: 80 * GIB, model: 4 * GIB, kv: 2 * GIB });
+        let mut snap = MemorySnapshot {
+            rss: GIB,
+            limits: Limits { cache_bytes: 0, memory_bytes: 16 * GIB },
+            gpu: Some(gpu),
+            ..MemorySnapshot::default()
+        };
+        assert_eq!(snap.used(), 20 * GIB);
+        assert!(snap.over_limit(), "20 GiB in use on the device against a 16 GiB limit");
+        snap.limits.memory_bytes = 24 * GIB;
+        assert!(!snap.over_limit());
+        snap.gpu = None;
+        assert_eq!(snap.used(), GIB, "no device reading: the RSS");
+    }
+
+    #[test]
+    fn partial_offload_puts_that_share_on_the_device_and_no_memory_means_no_reading() {
+        let gpu = GpuMemory::from_reading(10 * GIB, 12 * GIB, 900 * MIB, 300 * MIB, 6, 18).expect("a reading");
+        assert_eq!((gpu.model, gpu.kv), (300 * MIB, 100 * MIB));
+        assert_eq!(GpuMemory::from_reading(0, 0, GIB, GIB, 18, 18), None);
+        assert_eq!(GpuMemory::from_reading(GIB, GIB, GIB, GIB, 18, 0).map(|g| g.model), Some(0));
+    }
+
+    /// Readings saved before the GPU field existed still parse.
+    #[test]
+    fn snapshots_without_a_gpu_field_parse() {
+        let mut v = serde_json::to_value(MemorySnapshot::default()).expect("serialise");
+        v.as_object_mut().expect("object").remove("gpu");
+        let back: MemorySnapshot = serde_json::from_value(v).expect("parse");
+        assert_eq!(back.gpu, None);
     }
 }

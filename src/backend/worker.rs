@@ -7,14 +7,14 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread::JoinHandle;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::memory::MlxMemory;
 use super::memory::SystemProbe;
+use super::memory::{GpuMemory, MlxMemory};
 use super::{Backend, BackendError, GenRequest, JobEvent, Limits, LimitsReply, MemorySnapshot, ModelInfo};
 
 /// What a blocking engine does on its thread.
@@ -38,6 +38,14 @@ enum Command {
     Shutdown,
 }
 
+/// Reads the GPU an engine offloads to: its free and total bytes (any thread may call it), and
+/// how many of the model's layers are there.
+pub(crate) struct GpuProbe {
+    pub read: Box<dyn Fn() -> Option<(u64, u64)> + Send + Sync>,
+    pub offloaded: u32,
+    pub layers: u32,
+}
+
 /// State both sides read: limits and memory figures for the gauge.
 pub(crate) struct WorkerShared {
     source: &'static str,
@@ -46,6 +54,8 @@ pub(crate) struct WorkerShared {
     kv_bytes: AtomicU64,
     /// MLX allocator figures, as the engine thread last read them.
     mlx: Mutex<Option<MlxMemory>>,
+    /// Set once by an engine that offloads to a GPU (llama.cpp).
+    gpu: OnceLock<GpuProbe>,
     probe: Mutex<SystemProbe>,
 }
 
@@ -64,9 +74,17 @@ impl WorkerShared {
         *self.mlx.lock().unwrap_or_else(PoisonError::into_inner) = Some(m);
     }
 
+    /// The engine's GPU reader; the first one set stays.
     #[cfg_attr(not(feature = "llama"), allow(dead_code))]
-    pub(crate) fn rss(&self) -> u64 {
-        self.snapshot().rss
+    pub(crate) fn set_gpu_probe(&self, probe: GpuProbe) {
+        let _ = self.gpu.set(probe);
+    }
+
+    /// What the memory limit is held against now ([`MemorySnapshot::used`]): the RSS, or the
+    /// GPU's used memory when the engine offloads to one.
+    #[cfg_attr(not(feature = "llama"), allow(dead_code))]
+    pub(crate) fn used(&self) -> u64 {
+        self.snapshot().used()
     }
 
     fn snapshot(&self) -> MemorySnapshot {
@@ -79,6 +97,11 @@ impl WorkerShared {
             ..MemorySnapshot::default()
         };
         self.probe.lock().unwrap_or_else(PoisonError::into_inner).fill(&mut snap);
+        if let Some(p) = self.gpu.get() {
+            snap.gpu = (p.read)().and_then(|(free, total)| {
+                GpuMemory::from_reading(free, total, snap.model_bytes, snap.kv_bytes, p.offloaded, p.layers)
+            });
+        }
         snap
     }
 }
@@ -102,6 +125,7 @@ impl WorkerBackend {
             model_bytes: AtomicU64::new(0),
             kv_bytes: AtomicU64::new(0),
             mlx: Mutex::new(None),
+            gpu: OnceLock::new(),
             probe: Mutex::new(SystemProbe::new()),
         });
         let (tx, rx) = std_mpsc::channel::<Command>();

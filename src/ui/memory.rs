@@ -1,4 +1,5 @@
-//! The memory gauge: what the backend measures (RSS, model and KV for llama.cpp; active,
+//! The memory gauge: what the backend measures (RSS, model and KV for llama.cpp, and the GPU's
+//! memory with the model's and KV's share of it when llama.cpp offloads to one; active,
 //! cache and peak for MLX, and MLX's device memory where it reports one) against the limits,
 //! plus system memory and swap. Bars turn to the
 //! warning role at 75 % and the critical role at 90 %.
@@ -68,6 +69,12 @@ pub fn render(s: &State, t: &Theme, f: &mut Frame, area: Rect) {
     } else {
         lines.push(bar("RSS", m.rss, limits.memory_bytes, w, t));
     }
+    if let Some(g) = &m.gpu {
+        // llama.cpp offloaded to a GPU: the limit holds against the device's used memory (every
+        // process's), so the bar is drawn against the limit when there is one, else the device.
+        let of = if limits.memory_bytes > 0 { limits.memory_bytes } else { g.total };
+        lines.push(bar("GPU", g.used, of, w, t));
+    }
     lines.push(bar("system", m.system_used, m.system_total, w, t));
     if m.swap_total > 0 {
         lines.push(bar("swap", m.swap_used, m.swap_total, w, t));
@@ -77,12 +84,17 @@ pub fn render(s: &State, t: &Theme, f: &mut Frame, area: Rect) {
             Span::styled("none", t.style(Role::Dim)),
         ]));
     }
+    // With a GPU, the model's and KV's share of the device (the pane has no row to spare).
+    let (on, model, kv) = m.gpu.map_or(("", m.model_bytes, m.kv_bytes), |g| ("GPU ", g.model, g.kv));
     let mut extra = vec![
-        Span::styled("model ", t.style(Role::Dim)),
-        Span::styled(bytes(m.model_bytes), t.style(Role::Text)),
+        Span::styled(format!("{on}model "), t.style(Role::Dim)),
+        Span::styled(bytes(model), t.style(Role::Text)),
         Span::styled(" KV ", t.style(Role::Dim)),
-        Span::styled(bytes(m.kv_bytes), t.style(Role::Text)),
+        Span::styled(bytes(kv), t.style(Role::Text)),
     ];
+    if let Some(g) = &m.gpu {
+        extra.push(Span::styled(format!(" of {}", bytes(g.total)), t.style(Role::Dim)));
+    }
     if let Some(p) = m.pressure {
         let (label, role) = match p {
             0 | 1 => ("normal", Role::GaugeOk),
