@@ -5,6 +5,10 @@
 //! time, in order; each carries its own bounded event channel and cancellation token.
 //! Dropping the [`WorkerBackend`] asks the thread to stop and joins it.
 
+// Only the model backends (llama.cpp, MLX) run an engine here; a build with neither (the
+// curation-only `--no-default-features` build) keeps the module for its types alone.
+#![cfg_attr(not(any(feature = "llama", mlx)), allow(dead_code))]
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
