@@ -3,6 +3,10 @@
 //! the review command builds them (preload from the resume plan) and driven through `update`;
 //! screens are insta snapshots at 80x24 and 160x48.
 
+mod common;
+
+use common::screen::screen;
+
 use lem_tui::app::diff::Mark;
 use lem_tui::app::sort::SortKey;
 use lem_tui::app::state::Modal;
@@ -55,20 +59,6 @@ fn state(width: u16, height: u16) -> State {
 
 fn cmd(s: &mut State, c: Command) {
     update(s, Action::Command(c));
-}
-
-fn screen(s: &State, width: u16, height: u16) -> String {
-    let mut term = Terminal::new(TestBackend::new(width, height)).expect("terminal");
-    term.draw(|f| lem_tui::ui::render(s, &Theme::default_dark(), f)).expect("draws");
-    let buf = term.backend().buffer().clone();
-    let mut out = String::new();
-    for y in 0..buf.area.height {
-        for x in 0..buf.area.width {
-            out.push_str(buf[(x, y)].symbol());
-        }
-        out.push('\n');
-    }
-    out
 }
 
 fn ids(s: &State) -> Vec<&str> {

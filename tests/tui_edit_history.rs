@@ -2,6 +2,10 @@
 //! them and driven through `update` with the engine's events; screens are insta snapshots at
 //! 80x24 and 160x48.
 
+mod common;
+
+use common::screen::screen;
+
 use lem_tui::app::edit::EditKey;
 use lem_tui::app::state::Modal;
 use lem_tui::app::{Action, Command, Effect, RunInfo, State, update};
@@ -9,9 +13,6 @@ use lem_tui::backend::{Limits, Metrics};
 use lem_tui::distill::{Candidate, Control, CurationMode, Decider, Decision, EngineEvent, Outcome, ProbeStart};
 use lem_tui::probes::Probe;
 use lem_tui::scorer::{DeltaScore, GrammarScore};
-use lem_tui::theme::Theme;
-use ratatui::Terminal;
-use ratatui::backend::TestBackend;
 use std::time::Duration;
 
 fn cand(run: u32, composite: f64, text: &str) -> Candidate {
@@ -78,20 +79,6 @@ fn cmd(s: &mut State, c: Command) -> Vec<Effect> {
 
 fn keys(s: &mut State, ks: &[EditKey]) -> Vec<Effect> {
     ks.iter().flat_map(|k| update(s, Action::Edit(*k))).collect()
-}
-
-fn screen(s: &State, width: u16, height: u16) -> String {
-    let mut term = Terminal::new(TestBackend::new(width, height)).expect("terminal");
-    term.draw(|f| lem_tui::ui::render(s, &Theme::default_dark(), f)).expect("draws");
-    let buf = term.backend().buffer().clone();
-    let mut out = String::new();
-    for y in 0..buf.area.height {
-        for x in 0..buf.area.width {
-            out.push_str(buf[(x, y)].symbol());
-        }
-        out.push('\n');
-    }
-    out
 }
 
 /// The inline editor on candidate 1 with its second line changed and the cursor inside it.

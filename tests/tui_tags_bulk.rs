@@ -3,6 +3,10 @@
 //! (nothing before a submit or a confirmation). The filter's `tag:` and `g<` terms and the
 //! sort by tag are checked on the same ingested-looking state.
 
+mod common;
+
+use common::screen::screen;
+
 use std::time::Duration;
 
 use lem_tui::app::sort::SortKey;
@@ -14,9 +18,6 @@ use lem_tui::distill::{
 };
 use lem_tui::probes::Probe;
 use lem_tui::scorer::{DeltaScore, GrammarScore};
-use lem_tui::theme::Theme;
-use ratatui::Terminal;
-use ratatui::backend::TestBackend;
 
 fn cand(run: u32, composite: f64, text: &str) -> Candidate {
     Candidate {
@@ -74,20 +75,6 @@ fn typed(s: &mut State, text: &str) {
     for c in text.chars() {
         assert!(update(s, Action::Char(c)).is_empty(), "typing sends nothing");
     }
-}
-
-fn screen(s: &State, width: u16, height: u16) -> String {
-    let mut term = Terminal::new(TestBackend::new(width, height)).expect("terminal");
-    term.draw(|f| lem_tui::ui::render(s, &Theme::default_dark(), f)).expect("draws");
-    let buf = term.backend().buffer().clone();
-    let mut out = String::new();
-    for y in 0..buf.area.height {
-        for x in 0..buf.area.width {
-            out.push_str(buf[(x, y)].symbol());
-        }
-        out.push('\n');
-    }
-    out
 }
 
 fn ids(s: &State) -> Vec<&str> {

@@ -4,6 +4,7 @@
 pub mod ask;
 pub mod deadline;
 pub mod review;
+pub mod screen;
 pub mod tmux;
 
 #[allow(unused_imports)] // each test crate uses its own part
