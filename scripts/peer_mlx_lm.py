@@ -14,7 +14,8 @@ Reads a JSON job on stdin, prints one JSON object on stdout (progress goes to st
 
 Modes, each over every prompt (chat template applied, as lem-tui does) and every N:
   stream_generate  mlx-lm's `stream_generate`, the N candidates one after another (as LEM runs
-                   them), candidate i seeded with seed + i.
+                   them), candidate i seeded with seed + i (only the Ns in $PEER_STREAM_NS
+                   when it is set).
   batch_generator  mlx-lm's `BatchGenerator` with the prompt inserted N times: one batched
                    decode, one sampler call per step for all rows (seeded once per probe).
 
@@ -33,6 +34,7 @@ Each mode and N is warmed up first (a few tokens): MLX compiles its GPU kernels 
 """
 
 import json
+import os
 import sys
 import time
 
@@ -97,9 +99,17 @@ def one_stream(model, tokenizer, ids, max_tokens, sampler, procs, seed):
     return first - start, end - start, decode, n
 
 
+def stream_ns(job):
+    """The Ns stream_generate runs: the job's, or only those in PEER_STREAM_NS (e.g. `1`: N
+    candidates one after another take N times one candidate's time, which a short GPU lease
+    need not spend on the large checkpoints)."""
+    only = [int(x) for x in os.environ.get("PEER_STREAM_NS", "").split(",") if x.strip()]
+    return [n for n in job["ns"] if not only or n in only]
+
+
 def stream_mode(model, tokenizer, prompts, job, sampler, procs):
     out = []
-    for n in job["ns"]:
+    for n in stream_ns(job):
         walls, ttfts, decodes, prefills, tokens = [], [], [], [], 0
         for ids in prompts:
             t0 = time.perf_counter()

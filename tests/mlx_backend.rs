@@ -378,3 +378,38 @@ fn memory_limit_narrows_the_batch_and_refuses_what_cannot_fit() {
     assert_eq!(b.failures.len(), 1, "{:?}", b.finish);
     assert!(b.failures[0].contains("over the memory limit"), "{:?}", b.failures);
 }
+
+/// The shapes lem-tui hands MLX's quantized kernels (rows folded into one product, a wide
+/// output split into slices) compute what mlx-lm's shapes compute, row for row: on the CPU
+/// backend bit for bit, and the greedy parity tests above run the model with them.
+#[test]
+fn shaped_quantized_projections_equal_mlx_lms_shapes() {
+    use lem_tui::backend::mlx::shaping::{Shaping, qmatmul_with};
+    use mlx_rs::Array;
+    use mlx_rs::ops::indexing::IndexOp;
+    use mlx_rs::ops::quantize;
+
+    // Wider than MLX's one-row CUDA kernel takes, and not a whole number of its slices.
+    let (n, k, rows) = (40_000_i32, 256_i32, 8_i32);
+    let w = Array::from_slice(&logits_rows(n as usize, k as usize, 5).concat(), &[n, k])
+        .as_dtype(mlx_rs::Dtype::Bfloat16)
+        .expect("bf16");
+    let (wq, scales, biases) = quantize(&w, 64, 4).expect("quantize");
+    let x = Array::from_slice(&logits_rows(rows as usize, k as usize, 9).concat(), &[rows, 1, k])
+        .as_dtype(mlx_rs::Dtype::Bfloat16)
+        .expect("bf16");
+    let one = x.index((..1, .., ..));
+    let run = |name: &str, x: &Array| -> Vec<f32> {
+        let y = qmatmul_with(Shaping::named(name, false), x, &wq, &scales, Some(&biases), 64, 4).expect("qmatmul");
+        assert_eq!(y.shape()[..x.ndim() - 1], x.shape()[..x.ndim() - 1], "{name}: leading shape kept");
+        assert_eq!(*y.shape().last().expect("ndim"), n);
+        y.as_dtype(mlx_rs::Dtype::Float32).expect("f32").as_slice::<f32>().to_vec()
+    };
+    for x in [&x, &one] {
+        let want = run("mlx-lm", x);
+        assert!(want.iter().any(|v| *v != 0.0), "a real product");
+        for name in ["fold", "all"] {
+            assert_eq!(run(name, x), want, "{name} against mlx-lm's shapes, x {:?}", x.shape());
+        }
+    }
+}

@@ -38,6 +38,8 @@ mod qwen;
 #[cfg(mlx)]
 pub mod sample;
 #[cfg(mlx)]
+pub mod shaping;
+#[cfg(mlx)]
 mod weights;
 
 #[cfg(mlx)]

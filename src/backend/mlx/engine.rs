@@ -209,6 +209,17 @@ pub fn greedy_ids(dir: &Path, messages: &[Message], max_tokens: usize) -> Result
     Ok((prompt, out))
 }
 
+/// Where a request's decode steps spend their time, for the log: building and submitting the
+/// next step's graph, waiting for the device to finish the current one, and the host's work on
+/// its tokens (streaming, stops, rows leaving the batch). With the decode pipelined, a device
+/// that is the bottleneck shows as `wait`; a host that is, as `build` + `host`.
+#[derive(Default)]
+struct StepSplit {
+    build: Duration,
+    wait: Duration,
+    host: Duration,
+}
+
 /// A candidate in the batch: its bookkeeping and its detokenizer.
 struct Row {
     cand: Candidate,
@@ -371,6 +382,7 @@ impl MlxEngine {
         let max_tokens = req.sampling.max_tokens;
         let mut gauge_at = Instant::now();
         let mut steps = 0_u32;
+        let mut split = StepSplit::default();
         loop {
             if cancel.is_cancelled() {
                 for r in &mut rows {
@@ -382,6 +394,7 @@ impl MlxEngine {
             let owed: Vec<u32> = rows.iter().map(|r| r.cand.candidate).collect();
             // Submit step k+1 before reading step k, unless step k is every row's last.
             let last_step = rows.iter().all(|r| r.cand.generated + 1 >= max_tokens);
+            let t_build = Instant::now();
             let next = if last_step {
                 None
             } else {
@@ -392,8 +405,12 @@ impl MlxEngine {
                 transforms::async_eval([&ids]).map_err(|e| fail(&owed, format!("decode: {e}")))?;
                 Some(ids)
             };
+            let t_wait = Instant::now();
             cur.eval().map_err(|e| fail(&owed, format!("decode: {e}")))?;
             let ids = cur.as_slice::<u32>().to_vec();
+            let t_host = Instant::now();
+            split.build += t_wait - t_build;
+            split.wait += t_host - t_wait;
             let mut keep = Vec::with_capacity(rows.len());
             for (i, (r, &id)) in rows.iter_mut().zip(&ids).enumerate() {
                 let stop = chat.is_stop(id) && !req.sampling.ignore_eos;
@@ -410,11 +427,16 @@ impl MlxEngine {
                 }
             }
             let Some(mut next) = next.filter(|_| !keep.is_empty()) else {
+                split.host += t_host.elapsed();
+                let per_step = |d: Duration| d.as_secs_f64() * 1000.0 / f64::from(steps.max(1));
                 tracing::info!(
                     n = wave.len(),
                     prompt_tokens = prompt_len,
                     steps,
                     wall_ms = started.elapsed().as_millis() as u64,
+                    step_build_ms = per_step(split.build),
+                    step_wait_ms = per_step(split.wait),
+                    step_host_ms = per_step(split.host),
                     "mlx generation"
                 );
                 return Ok(());
@@ -438,6 +460,7 @@ impl MlxEngine {
             }
             cur = next;
             steps += 1;
+            split.host += t_host.elapsed();
             let every = *clear_cache_every;
             if every > 0 && steps.is_multiple_of(every) {
                 *cache_high = (*cache_high).max(readings(0).cache);

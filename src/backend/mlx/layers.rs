@@ -12,12 +12,13 @@ use std::cell::RefCell;
 use mlx_rs::error::Exception;
 use mlx_rs::fast::{self, ScaledDotProductAttentionMask};
 use mlx_rs::ops::indexing::take_axis;
-use mlx_rs::ops::{self, dequantize, quantized_matmul, reshape, transpose_axes};
+use mlx_rs::ops::{self, dequantize, reshape, transpose_axes};
 use mlx_rs::transforms::compile::compile;
 use mlx_rs::{Array, Dtype};
 
 use super::config::{ModelConfig, RopeScaling};
 use super::kv::KvCache;
+use super::shaping::qmatmul;
 use super::weights::{WeightError, Weights};
 
 pub type R<T> = Result<T, Exception>;
@@ -51,7 +52,7 @@ impl Linear {
             Self::Dense { w, b: None } => x.matmul(w.t()),
             Self::Dense { w, b: Some(b) } => ops::addmm(b, x, w.t(), None, None),
             Self::Quant { w, scales, biases, b, group, bits } => {
-                let y = quantized_matmul(x, w, scales, biases.as_ref(), true, *group, *bits)?;
+                let y = qmatmul(x, w, scales, biases.as_ref(), *group, *bits)?;
                 match b {
                     Some(b) => y.add(b),
                     None => Ok(y),
@@ -109,9 +110,7 @@ impl Embedding {
     pub fn as_linear(&self, x: &Array) -> R<Array> {
         match self {
             Self::Dense(w) => x.matmul(w.t()),
-            Self::Quant { w, scales, biases, group, bits } => {
-                quantized_matmul(x, w, scales, biases, true, *group, *bits)
-            }
+            Self::Quant { w, scales, biases, group, bits } => qmatmul(x, w, scales, Some(biases), *group, *bits),
         }
     }
 
