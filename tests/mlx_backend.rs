@@ -413,3 +413,62 @@ fn shaped_quantized_projections_equal_mlx_lms_shapes() {
         }
     }
 }
+
+/// The top-k in two passes (pieces of the row, then their candidates) keeps the same tokens as
+/// one partition of the whole row, and the chain still picks what the CPU sampler picks, on a
+/// vocabulary that is not a whole number of pieces.
+#[test]
+fn two_pass_top_k_keeps_what_one_pass_keeps() {
+    use lem_tui::backend::mlx::sample::{Chain, top_k};
+    use lem_tui::backend::sampler::Sampler;
+    use mlx_rs::Array;
+
+    let (rows, vocab) = (3usize, 50_001usize);
+    let logits = logits_rows(rows, vocab, 23);
+    let dev = Array::from_slice(&logits.concat(), &[rows as i32, vocab as i32]);
+    for k in [1, 40, 200] {
+        let sorted_ids = |two: bool| -> Vec<Vec<u32>> {
+            let (ids, _) = top_k(&dev, k, two).expect("top_k");
+            // A slice of the partition: copied (by the cast) to be read.
+            let ids = ids.as_dtype(mlx_rs::Dtype::Int64).expect("copy");
+            ids.eval().expect("eval");
+            ids.as_slice::<i64>()
+                .chunks(k as usize)
+                .map(|r| {
+                    let mut r: Vec<u32> = r.iter().map(|&i| i as u32).collect();
+                    r.sort_unstable();
+                    r
+                })
+                .collect()
+        };
+        let one = sorted_ids(false);
+        assert_eq!(sorted_ids(true), one, "k {k}");
+        // And both are the true top k.
+        for (r, ids) in one.iter().enumerate() {
+            let mut order: Vec<usize> = (0..vocab).collect();
+            order.sort_by(|&a, &b| logits[r][b].total_cmp(&logits[r][a]));
+            let mut want: Vec<u32> = order[..k as usize].iter().map(|&i| i as u32).collect();
+            want.sort_unstable();
+            assert_eq!(*ids, want, "row {r}, k {k}");
+        }
+    }
+    let s = Sampling { temperature: 0.8, top_k: 40, top_p: 0.95, repeat_penalty: 1.1, ..Sampling::default() };
+    let chain = Chain::new(&s).with_two_pass_top_k(true);
+    let hist = Array::from_slice(&[5i32, 9, 5, 7, 7, 7], &[rows as i32, 2]);
+    for step in 0..20 {
+        let u: Vec<f32> = (0..rows).map(|r| ((step * 11 + r * 5) % 37) as f32 / 37.0 + 0.01).collect();
+        let picked = chain.pick(&dev, Some(&hist), &Array::from_slice(&u, &[rows as i32])).expect("pick");
+        picked.eval().expect("eval");
+        for r in 0..rows {
+            let mut cpu = Sampler::new(&s, 0);
+            for t in [[5u32, 9], [5, 7], [7, 7]][r] {
+                cpu.accept(t);
+            }
+            assert_eq!(
+                picked.as_slice::<u32>()[r],
+                cpu.pick(&mut logits[r].clone(), f64::from(u[r])),
+                "row {r}, step {step}"
+            );
+        }
+    }
+}

@@ -8,7 +8,8 @@
 //! same draw both pick the same token (tests/mlx_backend.rs checks this), so a seeded run
 //! repeats and does not depend on where it was sampled. Two differences remain: the device
 //! sums in f32 (the CPU in f64), so a draw within ~1e-6 of a boundary may fall the other side,
-//! and equal logits at the top-k cut are ordered by MLX's sort, not by token id.
+//! and where equal logits straddle the top-k cut, which of them stays is MLX's sort's choice, not
+//! the lowest id (within the kept tokens ties are ordered by id, as on the CPU).
 //!
 //! Nothing here waits for the device: every result is a lazy array, which is what lets the
 //! decode loop submit step k+1 before it reads step k's tokens.
@@ -21,6 +22,10 @@ use super::model::R;
 use crate::backend::Sampling;
 use crate::backend::sampler::Rng;
 
+/// Rows are cut into pieces this long for the top-k's first pass: the longest row MLX's CUDA
+/// sort takes in one block (512 threads × 8), so each piece is one block's work.
+const TOP_K_PIECE: i32 = 4096;
+
 /// The chain's settings, shared by every row of a request.
 #[derive(Clone, Copy, Debug)]
 pub struct Chain {
@@ -29,6 +34,55 @@ pub struct Chain {
     top_p: f32,
     min_p: f32,
     repeat_penalty: f32,
+    /// Top-k in two passes over pieces of the row (see [`top_k`]) rather than one partition
+    /// of the whole row.
+    two_pass_top_k: bool,
+}
+
+/// `LEM_TUI_MLX_TOPK=sort`: the top-k as one partition of the whole row (the before/after).
+fn two_pass_default() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("LEM_TUI_MLX_TOPK").as_deref() != Ok("sort"))
+}
+
+/// The `k` largest entries of each row of `l` (`[rows, vocab]`): their ids and values, in no
+/// particular order.
+///
+/// MLX's `argpartition` is a full sort on CUDA, and a 262,144-entry row is a sort of many
+/// passes (a block sort, then six rounds of merges over the whole batch). In two passes the
+/// work is two one-block sorts: each 4,096-entry piece's own top k, then the top k of those
+/// candidates. The global top k is among the pieces' (any entry beaten by k others in its piece
+/// is beaten by k others overall), so the set is the same; only equal values at the cut may be
+/// chosen differently, as with any sort.
+pub fn top_k(l: &Array, k: i32, two_pass: bool) -> R<(Array, Array)> {
+    let (rows, vocab) = (l.shape()[0], l.shape()[1]);
+    let one_pass = |l: &Array| -> R<(Array, Array)> {
+        let ids = argpartition_axis(l.negative()?, k - 1, -1)?.index((.., ..k));
+        let vals = take_along_axis(l, &ids, -1)?;
+        Ok((ids, vals))
+    };
+    if !two_pass || vocab <= 2 * TOP_K_PIECE || k > TOP_K_PIECE / 8 {
+        return one_pass(l);
+    }
+    let pieces = (vocab + TOP_K_PIECE - 1) / TOP_K_PIECE;
+    let pad = pieces * TOP_K_PIECE - vocab;
+    let padded = if pad > 0 {
+        // -inf never makes a piece's top k while the piece has k real entries (every piece but
+        // the last has TOP_K_PIECE; the last has at least one, and its padding loses to any
+        // real entry of the other pieces in the second pass).
+        let fill = ops::full::<f32>(&[rows, pad], Array::from_f32(f32::NEG_INFINITY))?.as_dtype(l.dtype())?;
+        concatenate(&[l, &fill], 1)?
+    } else {
+        l.clone()
+    };
+    let local =
+        argpartition_axis(padded.negative()?.reshape(&[rows, pieces, TOP_K_PIECE])?, k - 1, -1)?.index((.., .., ..k));
+    let starts: Vec<u32> = (0..pieces).map(|p| (p * TOP_K_PIECE) as u32).collect();
+    let starts = Array::from_slice(&starts, &[1, pieces, 1]);
+    let cand = local.add(&starts)?.reshape(&[rows, pieces * k])?;
+    let cand_vals = take_along_axis(&padded, &cand, -1)?;
+    let (at, vals) = one_pass(&cand_vals)?;
+    Ok((take_along_axis(&cand, &at, -1)?, vals))
 }
 
 impl Chain {
@@ -39,7 +93,13 @@ impl Chain {
             top_p: s.top_p,
             min_p: s.min_p,
             repeat_penalty: s.repeat_penalty,
+            two_pass_top_k: two_pass_default(),
         }
+    }
+
+    /// The same chain with the top-k in one pass or two (the tests compare them).
+    pub fn with_two_pass_top_k(self, on: bool) -> Self {
+        Self { two_pass_top_k: on, ..self }
     }
 
     pub fn is_greedy(&self) -> bool {
@@ -75,15 +135,16 @@ impl Chain {
         let max = l.max_axis(-1, true)?;
         // The whole distribution's mass: top-p is a share of it even after top-k.
         let total = l.subtract(&max)?.exp()?.sum_axis(-1, true)?;
-        let neg = l.negative()?;
         let (ids, vals) = if self.top_k > 0 && self.top_k < vocab {
-            let k = self.top_k;
-            let part = argpartition_axis(&neg, k - 1, -1)?.index((.., ..k));
-            let vals = take_along_axis(&l, &part, -1)?;
+            let (part, vals) = top_k(&l, self.top_k, self.two_pass_top_k)?;
+            // Equal values in the order the CPU sampler gives them, by token id: ids ascending
+            // first, then a stable sort by value (MLX's argsort is stable on the CPU and CUDA).
+            let by_id = argsort_axis(&part, -1)?;
+            let (part, vals) = (take_along_axis(&part, &by_id, -1)?, take_along_axis(&vals, &by_id, -1)?);
             let order = argsort_axis(vals.negative()?, -1)?;
             (take_along_axis(&part, &order, -1)?, take_along_axis(&vals, &order, -1)?)
         } else {
-            let order = argsort_axis(&neg, -1)?;
+            let order = argsort_axis(l.negative()?, -1)?;
             let vals = take_along_axis(&l, &order, -1)?;
             (order, vals)
         };
