@@ -400,7 +400,7 @@ fn shaped_quantized_projections_equal_mlx_lms_shapes() {
         .expect("bf16");
     let one = x.index((..1, .., ..));
     let run = |name: &str, x: &Array| -> Vec<f32> {
-        let y = qmatmul_with(Shaping::named(name, false), x, &wq, &scales, Some(&biases), 64, 4).expect("qmatmul");
+        let y = qmatmul_with(Shaping::named(name), x, &wq, &scales, Some(&biases), 64, 4).expect("qmatmul");
         assert_eq!(y.shape()[..x.ndim() - 1], x.shape()[..x.ndim() - 1], "{name}: leading shape kept");
         assert_eq!(*y.shape().last().expect("ndim"), n);
         y.as_dtype(mlx_rs::Dtype::Float32).expect("f32").as_slice::<f32>().to_vec()

@@ -16,10 +16,16 @@
 //! Folding changes no number: the same kernel computes each row's dot products the same way
 //! wherever the row sits. Splitting swaps the GEMM for `qmv`, another kernel with its own order
 //! of summation, so those logits can differ from mlx-lm's in the last bits (and a near-tie's
-//! argmax with them). `LEM_TUI_MLX_SHAPING=mlx-lm` turns both off (mlx-lm's own shapes: the
-//! greedy-id comparison, and a before/after on the same binary); `=fold` keeps only the first;
-//! `=all` both. The default folds everywhere and splits on a CUDA device only (Metal's and the
-//! CPU's one-row kernels take any width).
+//! argmax with them).
+//!
+//! Measured on an H200 (assets/bench/mlx-h200.md): folding doubles best-of-8 on 12B 4-bit
+//! (318 against 165 tok/s); splitting, on by default in that run, was 10-14 % slower at one row
+//! on 12B 4-bit than the unsplit head in the same lease (one A/B; identical runs there differ by
+//! up to 8 %), and no faster anywhere it was measured. The GPU work it saves hides under the
+//! host's time there (decode on that machine is bound by building and submitting each step's
+//! graph), while its 17 extra operations do not, so it is off by default and kept for a host
+//! fast enough to be bound by the GPU. `LEM_TUI_MLX_SHAPING`: `fold` (the default), `all` (fold
+//! and split), `mlx-lm` (neither: mlx-lm's own shapes, for a before/after on one binary).
 
 use std::sync::OnceLock;
 
@@ -41,30 +47,22 @@ pub struct Shaping {
 }
 
 impl Shaping {
-    /// `LEM_TUI_MLX_SHAPING` (`mlx-lm`, `fold`, `all`), else the device's default.
-    fn from_env(cuda: bool) -> Self {
-        Self::named(std::env::var("LEM_TUI_MLX_SHAPING").as_deref().unwrap_or(""), cuda)
-    }
-
-    /// `mlx-lm`, `fold`, `all`; anything else is the device's default.
-    pub fn named(name: &str, cuda: bool) -> Self {
+    /// `mlx-lm`, `fold`, `all`; anything else is the default (`fold`).
+    pub fn named(name: &str) -> Self {
         match name {
             "mlx-lm" => Self { fold_rows: false, split_wide: false },
-            "fold" => Self { fold_rows: true, split_wide: false },
             "all" => Self { fold_rows: true, split_wide: true },
-            _ => Self { fold_rows: true, split_wide: cuda },
+            _ => Self { fold_rows: true, split_wide: false },
         }
     }
 }
 
-/// Decided once per process: the device does not change.
+/// `LEM_TUI_MLX_SHAPING`, read once per process.
 pub fn get() -> Shaping {
     static SHAPING: OnceLock<Shaping> = OnceLock::new();
     *SHAPING.get_or_init(|| {
-        let dev = super::alloc::device();
-        // On Linux MLX's only GPU backend is CUDA.
-        let s = Shaping::from_env(dev.gpu && !cfg!(target_os = "macos"));
-        tracing::info!(fold_rows = s.fold_rows, split_wide = s.split_wide, device = %dev.name, "mlx projection shaping");
+        let s = Shaping::named(std::env::var("LEM_TUI_MLX_SHAPING").as_deref().unwrap_or(""));
+        tracing::info!(fold_rows = s.fold_rows, split_wide = s.split_wide, "mlx projection shaping");
         s
     })
 }
