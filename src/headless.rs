@@ -13,6 +13,9 @@ use crate::backend::Backend;
 use crate::distill::{Candidate, Control, Decision, EngineEvent, Outcome, Summary};
 use crate::setup::Prepared;
 
+mod memory_log;
+use memory_log::MemoryLog;
+
 /// Prints a line without tearing the progress bar.
 struct Out {
     bar: Option<ProgressBar>,
@@ -23,50 +26,6 @@ impl Out {
         match &self.bar {
             Some(bar) => bar.println(s),
             None => eprintln!("{s}"),
-        }
-    }
-}
-
-/// `--memory-log`: one JSON line per decided probe with the backend's memory readings, so a
-/// long run's memory can be plotted (scripts/plot_memory.py). Blocking writes of one short line
-/// per probe; a write that fails is reported once and the run goes on.
-struct MemoryLog {
-    file: Option<std::io::BufWriter<std::fs::File>>,
-    started: std::time::Instant,
-}
-
-impl MemoryLog {
-    fn open(path: Option<&std::path::Path>) -> anyhow::Result<Self> {
-        use anyhow::Context as _;
-        let file = match path {
-            Some(p) => Some(std::io::BufWriter::new(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(p)
-                    .with_context(|| format!("opening the memory log {}", p.display()))?,
-            )),
-            None => None,
-        };
-        Ok(Self { file, started: std::time::Instant::now() })
-    }
-
-    fn record(&mut self, seq: usize, probe: &str, backend: &dyn Backend) {
-        use std::io::Write as _;
-        let Some(f) = self.file.as_mut() else { return };
-        let m = backend.memory();
-        let line = serde_json::json!({
-            "seq": seq,
-            "probe": probe,
-            "t_s": self.started.elapsed().as_secs_f64(),
-            "rss": m.rss,
-            "mlx": m.mlx,
-            "kv": m.kv_bytes,
-            "limits": m.limits,
-        });
-        if writeln!(f, "{line}").and_then(|()| f.flush()).is_err() {
-            tracing::warn!("memory log: write failed; no more lines");
-            self.file = None;
         }
     }
 }
@@ -113,7 +72,7 @@ pub async fn run(
     let out = Out { bar: bar.clone() };
     let probes = prepared.probes.clone();
     let remote = Arc::clone(&backend);
-    let mut memlog = MemoryLog::open(prepared.memory_log.as_deref())?;
+    let mut memlog = MemoryLog::open(prepared.memory_log.as_deref(), Arc::clone(&backend)).await?;
     let mut decided = 0usize;
     if let Some(report) = prepared.resume_report() {
         out.line(&report.to_string());
@@ -185,7 +144,7 @@ pub async fn run(
             EngineEvent::ProbeDecided { probe, decision, best } => {
                 let id = &probes[probe].id;
                 decided += 1;
-                memlog.record(decided, id, remote.as_ref());
+                memlog.record(decided, id);
                 match decision {
                     Decision::Kept { .. } => {
                         if let Some(Outcome::Scored { grammar, delta }) = best.map(|b| b.outcome) {
@@ -240,6 +199,7 @@ pub async fn run(
     signals.abort();
     sampler_cancel.cancel();
     let _ = sampler.await;
+    memlog.close().await;
     let result = task.await?;
     tracing::info!(tokens, "token events");
     // A run the engine ended with an error still reports what it did and each endpoint's state

@@ -26,11 +26,20 @@ fn headless_distill_writes_a_lem_lesson_file() {
     let root = common::scratch_root(PROBES);
     let out = lem_tui(root.path())
         .args(["distill", "--headless", "--probes", "probes.json", "--runs", "2", "--max-tokens", "64", "--seed", "42"])
-        .args(["--min-score", "1", "--threads", "2"])
+        .args(["--min-score", "1", "--threads", "2", "--memory-log", "memory.jsonl"])
         .output_within(Duration::from_secs(600));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "exit {:?}\n{stderr}", out.status);
     assert!(stderr.contains("loaded 3 probes"), "{stderr}");
+    // --memory-log: one line per decided probe, in order, with the process's memory in it.
+    let log = std::fs::read_to_string(root.path().join("memory.jsonl")).expect("memory log written");
+    let lines: Vec<serde_json::Value> = log.lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect();
+    assert_eq!(lines.len(), 3, "{log}");
+    for (i, (v, id)) in lines.iter().zip(["T01_CAPITAL", "T02_SILENCE", "T03_ESCAPE"]).enumerate() {
+        assert_eq!(v["seq"], i + 1, "{log}");
+        assert_eq!(v["probe"], id, "{log}");
+        assert!(v["rss"].as_u64().is_some_and(|r| r > 50 << 20), "a process holding a model: {log}");
+    }
     assert!(stderr.contains("model loaded: llama 30-layer"), "{stderr}");
     for id in ["T01_CAPITAL", "T02_SILENCE", "T03_ESCAPE"] {
         assert!(stderr.contains(&format!("[{}/3] {id} run 1/2 → ", id_index(id))), "{id}: {stderr}");
