@@ -7,27 +7,16 @@ mod common;
 
 use std::time::Duration;
 
-use common::review::{A0, A0_WEAK, A1, P0, P1, check_consumers, export, jsonl, sandwich_line as line, start};
-
-const P2: &str = "What is forgiveness?";
-const A2: &str = "Letting go of a debt.";
-const P3: &str = "Name a colour.";
-const A3: &str = "Blue, mostly.";
+use common::review::{
+    A0, A0_WEAK, A1, A2, A3, P0, check_consumers, export, jsonl, sandwich_line as line, seven_line_lesson, start,
+};
 
 #[test]
 fn sort_filter_bulk_reject_tag_and_export_in_a_real_terminal() {
     let _deadline = common::deadline(Duration::from_secs(600));
     let dir = tempfile::tempdir().expect("tempdir");
     let d = dir.path();
-    let mut text = String::new();
-    text.push_str(&line(P0, A0)); // 1
-    text.push_str(&line(P0, A0_WEAK)); // 2
-    text.push_str(&line(P1, A1)); // 3
-    text.push_str(&line(P0, A0)); // 4: duplicate of 1
-    text.push_str("{\"messages\": [\n"); // 5: malformed
-    text.push_str(&line(P2, A2)); // 6
-    text.push_str(&line(P3, A3)); // 7
-    std::fs::write(d.join("lesson.jsonl"), text).expect("write data");
+    seven_line_lesson(d);
 
     // The two weakest prompts (by their best answer) are the ones the filter keeps.
     let scorer = lem_tui::scorer::Scorer::new(lem_tui::scorer::Mode::Cold);

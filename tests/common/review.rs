@@ -24,6 +24,26 @@ pub const P1: &str = "Explain a mesh network.";
 pub const A1: &str = "Every device relays messages for its neighbours, so the network routes around gaps.";
 
 /// A lesson line in LEM's sandwich format (the prompt between the kernel and nothing).
+pub const P2: &str = "What is forgiveness?";
+pub const A2: &str = "Letting go of a debt.";
+pub const P3: &str = "Name a colour.";
+pub const A3: &str = "Blue, mostly.";
+
+/// The seven-line lesson file the curation flows start from, written to `dir/lesson.jsonl`:
+/// two answers to P0, one to P1, a duplicate of line 1 (line 4), a malformed line (5), and one
+/// answer each to P2 and P3.
+pub fn seven_line_lesson(dir: &Path) {
+    let mut text = String::new();
+    text.push_str(&sandwich_line(P0, A0)); // 1
+    text.push_str(&sandwich_line(P0, A0_WEAK)); // 2
+    text.push_str(&sandwich_line(P1, A1)); // 3
+    text.push_str(&sandwich_line(P0, A0)); // 4: duplicate of 1
+    text.push_str("{\"messages\": [\n"); // 5: malformed
+    text.push_str(&sandwich_line(P2, A2)); // 6
+    text.push_str(&sandwich_line(P3, A3)); // 7
+    std::fs::write(dir.join("lesson.jsonl"), text).expect("write data");
+}
+
 pub fn sandwich_line(p: &str, a: &str) -> String {
     training_line(&TrainingExample::user_assistant(sandwich(Some(KERNEL), None, p), a))
 }
