@@ -22,6 +22,8 @@ pub mod alloc;
 #[cfg(mlx)]
 mod chat;
 #[cfg(mlx)]
+mod decode;
+#[cfg(mlx)]
 mod engine;
 #[cfg(mlx)]
 mod gemma3;

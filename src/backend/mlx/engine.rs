@@ -1,34 +1,29 @@
-//! The MLX engine on its worker thread: loading, and answering a request's candidates as one
-//! batch with the sampling on the device and the decode pipelined as mlx-lm's.
-//!
-//! Pipelining: step k+1 is built and submitted (`async_eval`) before step k's tokens are read
-//! back, so the device never waits for the host to stream text, count tokens or build the next
-//! graph. Reading step k can show that a row stopped; its share of step k+1 is then dropped
-//! (its cache row leaves the batch before step k+2), so what is streamed is exactly what a
-//! step-by-step loop streams. The cost is one discarded step per finished row.
+//! The MLX engine on its worker thread: loading a model, the prompt's tokens, the prefill and
+//! one forward step, and the backend's face to the worker ([`Engine`]). How a request's
+//! candidates are decoded is [`super::decode`].
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use mlx_rs::ops::indexing::{argmax_axis, take_axis};
+use mlx_rs::ops::indexing::argmax_axis;
 use mlx_rs::{Array, memory, transforms};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::alloc::{self, Allocator, Defaults, mlx_err, readings};
-use super::chat::{Chat, Detokenizer};
+use super::chat::Chat;
 use super::config::{self, ModelConfig};
 use super::model::{KvCache, Model, R, Weights};
 use super::sample::RowSampler;
-use crate::backend::candidate::{self, Candidate, RequestClock};
+use crate::backend::candidate;
 use crate::backend::memory::MIB;
 use crate::backend::worker::{Engine, WorkerBackend, WorkerShared};
-use crate::backend::{BackendError, FinishReason, GenRequest, JobEvent, Limits, Message, ModelInfo};
+use crate::backend::{BackendError, GenRequest, JobEvent, Limits, Message, ModelInfo};
 
 /// mlx-lm's `prefill_step_size`.
 const PREFILL_STEP: usize = 2048;
 /// How often the gauge's MLX figures are refreshed during a generation.
-const GAUGE_EVERY: Duration = Duration::from_millis(200);
+pub(super) const GAUGE_EVERY: Duration = Duration::from_millis(200);
 
 #[derive(Clone, Debug)]
 pub struct MlxOptions {
@@ -49,10 +44,10 @@ impl MlxOptions {
 }
 
 pub(crate) struct MlxEngine {
-    model: Model,
-    chat: Chat,
-    clear_cache_every: u32,
-    alloc: Allocator,
+    pub(super) model: Model,
+    pub(super) chat: Chat,
+    pub(super) clear_cache_every: u32,
+    pub(super) alloc: Allocator,
 }
 
 fn read_config(dir: &Path) -> Result<ModelConfig, BackendError> {
@@ -140,14 +135,14 @@ impl MlxEngine {
         Ok((Self { model, chat, clear_cache_every: opts.clear_cache_every, alloc }, info))
     }
 
-    fn prompt(&self, messages: &[Message]) -> Result<Vec<u32>, String> {
+    pub(super) fn prompt(&self, messages: &[Message]) -> Result<Vec<u32>, String> {
         let text = self.chat.render(messages).map_err(|e| e.to_string())?;
         self.chat.encode(&text).map_err(|e| e.to_string())
     }
 }
 
 /// Token ids as an int32 `[rows, len]` array.
-fn token_array(rows: &[&[u32]]) -> Array {
+pub(super) fn token_array(rows: &[&[u32]]) -> Array {
     let len = rows.first().map_or(0, |r| r.len());
     let flat: Vec<i32> = rows.iter().flat_map(|r| r.iter().map(|&t| t as i32)).collect();
     Array::from_slice(&flat, &[rows.len() as i32, len as i32])
@@ -155,7 +150,7 @@ fn token_array(rows: &[&[u32]]) -> Array {
 
 /// mlx-lm's prefill: every prompt token but the last, in chunks, caches evaluated after
 /// each; returns false when cancelled (the logits of these positions are never needed).
-fn prefill(model: &Model, prompt: &[u32], caches: &mut [KvCache], cancel: &CancellationToken) -> R<bool> {
+pub(super) fn prefill(model: &Model, prompt: &[u32], caches: &mut [KvCache], cancel: &CancellationToken) -> R<bool> {
     let head = &prompt[..prompt.len().saturating_sub(1)];
     for chunk in head.chunks(PREFILL_STEP) {
         let _ = model.hidden(&token_array(&[chunk]), caches)?;
@@ -169,14 +164,14 @@ fn prefill(model: &Model, prompt: &[u32], caches: &mut [KvCache], cancel: &Cance
 }
 
 /// One forward step: logits of the last position for each row (`[rows, vocab]`).
-fn forward(model: &Model, tokens: &Array, caches: &mut [KvCache]) -> R<Array> {
+pub(super) fn forward(model: &Model, tokens: &Array, caches: &mut [KvCache]) -> R<Array> {
     let h = model.hidden(tokens, caches)?;
     model.logits_last(&h)
 }
 
 /// The next token of every row, lazily. Plain greedy is mlx-lm's sampler exactly: the argmax of
 /// the log-probabilities (`logits - logsumexp`, which in bf16 can tie where the logits do not).
-fn choose(sampler: &mut RowSampler, logits: &Array) -> R<Array> {
+pub(super) fn choose(sampler: &mut RowSampler, logits: &Array) -> R<Array> {
     let ids = if sampler.is_plain_greedy() {
         let logprobs = logits.subtract(&logits.logsumexp_axis(-1, true)?)?;
         argmax_axis(&logprobs, -1, None)?
@@ -209,23 +204,6 @@ pub fn greedy_ids(dir: &Path, messages: &[Message], max_tokens: usize) -> Result
     Ok((prompt, out))
 }
 
-/// Where a request's decode steps spend their time, for the log: building and submitting the
-/// next step's graph, waiting for the device to finish the current one, and the host's work on
-/// its tokens (streaming, stops, rows leaving the batch). With the decode pipelined, a device
-/// that is the bottleneck shows as `wait`; a host that is, as `build` + `host`.
-#[derive(Default)]
-struct StepSplit {
-    build: Duration,
-    wait: Duration,
-    host: Duration,
-}
-
-/// A candidate in the batch: its bookkeeping and its detokenizer.
-struct Row {
-    cand: Candidate,
-    detok: Detokenizer,
-}
-
 impl Engine for MlxEngine {
     fn generate(
         &mut self,
@@ -254,228 +232,6 @@ impl Engine for MlxEngine {
 
     fn set_limits(&mut self, limits: Limits) -> Result<(), BackendError> {
         self.alloc.apply(limits).map_err(BackendError::Other)
-    }
-}
-
-/// Candidates still owed an answer, and why they failed.
-struct Failure(Vec<u32>, String);
-
-fn fail(owed: &[u32], why: String) -> Failure {
-    Failure(owed.to_vec(), why)
-}
-
-impl MlxEngine {
-    fn run(
-        &mut self,
-        req: &GenRequest,
-        events: &mpsc::Sender<JobEvent>,
-        cancel: &CancellationToken,
-        shared: &WorkerShared,
-        cache_high: &mut u64,
-    ) -> Result<(), Failure> {
-        let started = Instant::now();
-        let n = req.n.max(1);
-        let all: Vec<u32> = (0..n).collect();
-        let prompt = self.prompt(&req.messages).map_err(|e| fail(&all, e))?;
-        if prompt.is_empty() {
-            return Err(fail(&all, "the prompt encodes to no tokens".into()));
-        }
-        let prompt_len = u32::try_from(prompt.len()).unwrap_or(u32::MAX);
-        let ctx = u32::try_from(self.model.cfg.max_position_embeddings).unwrap_or(u32::MAX);
-        if prompt_len.saturating_add(8) > ctx {
-            return Err(fail(&all, format!("prompt is {prompt_len} tokens; the model's context is {ctx}")));
-        }
-        // lem-tui's own hold on `memory_limit` (MLX's is not enforced): as many candidates at
-        // a time as fit next to what MLX already holds.
-        let limit = shared.limits().memory_bytes;
-        let positions = u64::from(prompt_len) + u64::from(req.sampling.max_tokens);
-        let held = readings(0).active;
-        let plan = alloc::kv_plan(&self.model.cfg, n, positions, self.model.activation_bytes(), held, limit);
-        shared.set_kv_bytes(plan.need.min(plan.per_row * u64::from(plan.width.max(1))));
-        if plan.width == 0 {
-            return Err(fail(
-                &all,
-                format!(
-                    "over the memory limit: one candidate needs {} MiB of KV cache on top of {} MiB held; the limit \
-                     is {} MiB (raise distill.memory_limit / --mem-limit, or lower max_tokens)",
-                    plan.per_row / MIB,
-                    held / MIB,
-                    limit / MIB
-                ),
-            ));
-        }
-        if plan.width < n {
-            tracing::warn!(
-                n,
-                width = plan.width,
-                need_mib = plan.need / MIB,
-                held_mib = held / MIB,
-                limit_mib = limit / MIB,
-                "mlx: the batch does not fit under the memory limit; candidates run {} at a time",
-                plan.width
-            );
-        }
-        for wave in all.chunks(plan.width as usize) {
-            if cancel.is_cancelled() {
-                let at = wave.first().copied().unwrap_or(0) as usize;
-                candidate::cancelled(events, &all[at..], prompt_len, started);
-                return Ok(());
-            }
-            self.wave(req, &prompt, wave, started, events, cancel, shared, cache_high)?;
-        }
-        Ok(())
-    }
-
-    /// Prefills the prompt once and decodes the candidates `wave` as one batch.
-    #[allow(clippy::too_many_arguments)]
-    fn wave(
-        &mut self,
-        req: &GenRequest,
-        prompt: &[u32],
-        wave: &[u32],
-        started: Instant,
-        events: &mpsc::Sender<JobEvent>,
-        cancel: &CancellationToken,
-        shared: &WorkerShared,
-        cache_high: &mut u64,
-    ) -> Result<(), Failure> {
-        let Self { model, chat, clear_cache_every, alloc } = self;
-        let model = &*model;
-        let prompt_len = u32::try_from(prompt.len()).unwrap_or(u32::MAX);
-        let rows_n = wave.len() as i32;
-        let mut caches = model.new_cache();
-        match prefill(model, prompt, &mut caches, cancel) {
-            Ok(true) => {}
-            Ok(false) => {
-                candidate::cancelled(events, wave, prompt_len, started);
-                return Ok(());
-            }
-            Err(e) => return Err(fail(wave, format!("prefill: {e}"))),
-        }
-        let mut sampler = RowSampler::new(&req.sampling, wave);
-        // The last prompt token, once; its logits serve every candidate's first pick.
-        let mut first = || -> R<Array> {
-            let logits = forward(model, &token_array(&[&prompt[prompt.len() - 1..]]), &mut caches)?;
-            if rows_n > 1 {
-                take_axis(&logits, Array::from_slice(&vec![0i32; wave.len()], &[rows_n]), 0)
-            } else {
-                Ok(logits)
-            }
-        };
-        let mut cur = first()
-            .and_then(|logits| choose(&mut sampler, &logits))
-            .map_err(|e| fail(wave, format!("prefill: {e}")))?;
-        cur.eval().map_err(|e| fail(wave, format!("prefill: {e}")))?;
-        let prefill_time = started.elapsed();
-        let clock = RequestClock {
-            started,
-            prompt_tokens: prompt_len,
-            prefill_tok_s: crate::backend::Metrics::rate(prompt_len, prefill_time),
-        };
-        let _ = events.blocking_send(JobEvent::Prefilled { prompt_tokens: prompt_len, elapsed: prefill_time });
-        if rows_n > 1 {
-            Model::repeat_rows(&mut caches, rows_n).map_err(|e| fail(wave, format!("kv: {e}")))?;
-        }
-        let mut rows: Vec<Row> =
-            wave.iter().map(|&c| Row { cand: Candidate::new(c), detok: Detokenizer::default() }).collect();
-        shared.set_mlx(readings(*cache_high));
-        let max_tokens = req.sampling.max_tokens;
-        let mut gauge_at = Instant::now();
-        let mut steps = 0_u32;
-        let mut split = StepSplit::default();
-        loop {
-            if cancel.is_cancelled() {
-                for r in &mut rows {
-                    let tail = r.detok.finish(chat).unwrap_or_default();
-                    r.cand.done(&tail, FinishReason::Cancelled, &clock, events);
-                }
-                return Ok(());
-            }
-            let owed: Vec<u32> = rows.iter().map(|r| r.cand.candidate).collect();
-            // Submit step k+1 before reading step k, unless step k is every row's last.
-            let last_step = rows.iter().all(|r| r.cand.generated + 1 >= max_tokens);
-            let t_build = Instant::now();
-            let next = if last_step {
-                None
-            } else {
-                let tokens = cur.reshape(&[-1, 1]).map_err(|e| fail(&owed, format!("decode: {e}")))?;
-                let ids = forward(model, &tokens, &mut caches)
-                    .and_then(|logits| choose(&mut sampler, &logits))
-                    .map_err(|e| fail(&owed, format!("decode: {e}")))?;
-                transforms::async_eval([&ids]).map_err(|e| fail(&owed, format!("decode: {e}")))?;
-                Some(ids)
-            };
-            let t_wait = Instant::now();
-            cur.eval().map_err(|e| fail(&owed, format!("decode: {e}")))?;
-            let ids = cur.as_slice::<u32>().to_vec();
-            let t_host = Instant::now();
-            split.build += t_wait - t_build;
-            split.wait += t_host - t_wait;
-            let mut keep = Vec::with_capacity(rows.len());
-            for (i, (r, &id)) in rows.iter_mut().zip(&ids).enumerate() {
-                let stop = chat.is_stop(id) && !req.sampling.ignore_eos;
-                if !stop {
-                    let piece = r.detok.push(chat, id).unwrap_or_default();
-                    r.cand.token(piece, events, cancel);
-                }
-                match r.cand.finish_reason(stop, max_tokens) {
-                    Some(finish) => {
-                        let tail = r.detok.finish(chat).unwrap_or_default();
-                        r.cand.done(&tail, finish, &clock, events);
-                    }
-                    None => keep.push(i),
-                }
-            }
-            let Some(mut next) = next.filter(|_| !keep.is_empty()) else {
-                split.host += t_host.elapsed();
-                let per_step = |d: Duration| d.as_secs_f64() * 1000.0 / f64::from(steps.max(1));
-                tracing::info!(
-                    n = wave.len(),
-                    prompt_tokens = prompt_len,
-                    steps,
-                    wall_ms = started.elapsed().as_millis() as u64,
-                    step_build_ms = per_step(split.build),
-                    step_wait_ms = per_step(split.wait),
-                    step_host_ms = per_step(split.host),
-                    "mlx generation"
-                );
-                return Ok(());
-            };
-            if keep.len() < rows.len() {
-                // Rows that stopped leave the batch: their part of the step already submitted
-                // is dropped with them.
-                let owed: Vec<u32> = keep.iter().map(|&i| rows[i].cand.candidate).collect();
-                let idx: Vec<i32> = keep.iter().map(|&i| i as i32).collect();
-                let idx_arr = Array::from_slice(&idx, &[idx.len() as i32]);
-                let kv = |e| fail(&owed, format!("kv: {e}"));
-                Model::select_rows(&mut caches, &idx).map_err(kv)?;
-                next = take_axis(&next, &idx_arr, 0).map_err(kv)?;
-                sampler.keep(&keep, &idx_arr).map_err(kv)?;
-                let mut k = 0;
-                rows.retain(|_| {
-                    let stay = keep.contains(&k);
-                    k += 1;
-                    stay
-                });
-            }
-            cur = next;
-            steps += 1;
-            split.host += t_host.elapsed();
-            let every = *clear_cache_every;
-            if every > 0 && steps.is_multiple_of(every) {
-                *cache_high = (*cache_high).max(readings(0).cache);
-                let _ = memory::clear_cache();
-            }
-            if gauge_at.elapsed() >= GAUGE_EVERY {
-                gauge_at = Instant::now();
-                let now = readings(*cache_high);
-                *cache_high = now.cache_high;
-                shared.set_mlx(now);
-                shared.set_kv_bytes(caches.iter().map(|c| c.nbytes() as u64).sum());
-                // Limits the operator changed while this request runs apply now.
-                alloc.follow(shared);
-            }
-        }
     }
 }
 
