@@ -203,6 +203,37 @@ async fn reopen_an_older_decision_then_resume_exactly() {
     assert_eq!(file(dir.path()), l(0, 1));
 }
 
+/// The summary counts this run's decisions: reopening one an earlier session made takes nothing
+/// from what this run kept, and the new decision counts as this run's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reopening_an_earlier_sessions_decision_keeps_this_runs_counts() {
+    let mut h = Harness::start(&Setup { probes: 2, ..Setup::new(ReviewMode) }, plain, tmp());
+    for p in 0..2 {
+        h.until("in review", reviewing(p)).await;
+        h.send(accept(p, 0)).await;
+        h.until("decided", decided(p)).await;
+    }
+    h.send(Control::Stop { now: false }).await;
+    let (_, _, dir) = h.finish().await;
+
+    let mut h = Harness::start(&Setup { probes: 2, ..Setup::new(ReviewMode) }, plain, dir);
+    h.until("resumed", |e| matches!(e, EngineEvent::Resumed { .. })).await;
+    // This run keeps P1 again (after reopening it), then rejects P0, kept by the first run.
+    h.send(Control::Reopen { probe: 1 }).await;
+    h.until("P1 in review", reviewing(1)).await;
+    h.send(accept(1, 1)).await;
+    h.until("P1 kept", decided(1)).await;
+    h.send(Control::Reopen { probe: 0 }).await;
+    h.until("P0 in review", reviewing(0)).await;
+    h.send(Control::Review { probe: 0, review: Review::RejectAll }).await;
+    h.until("P0 rejected", decided(0)).await;
+    h.send(Control::Stop { now: false }).await;
+    let (summary, _, dir) = h.finish().await;
+    assert_eq!((summary.probes_done, summary.kept, summary.skipped), (2, 1, 1), "{summary:?}");
+    let l = |p: usize, run: u64| line(&prompt(p), &answer(&prompt(p), run));
+    assert_eq!(file(dir.path()), l(1, 1));
+}
+
 /// Holds the second request (P1's) after its first piece.
 fn hold_second(req: &GenRequest, call: Call) -> Vec<Step> {
     let mut steps = plain(req, call);

@@ -50,7 +50,14 @@ impl Run {
                 if self.candidates[probe].is_empty() {
                     self.candidates[probe] = st.candidates;
                 }
-                Record { probe, decision: st.decision, journal_id: Some(st.id), line: None, kept: st.kept }
+                Record {
+                    probe,
+                    decision: st.decision,
+                    journal_id: Some(st.id),
+                    line: None,
+                    kept: st.kept,
+                    earlier: true,
+                }
             }
         };
         self.take_back(rec, reviewing).await
@@ -107,7 +114,10 @@ impl Run {
                 }
             }
         }
+        // This run's counts hold only this run's decisions; one reopened from an earlier
+        // session was never in them (its new decision will be).
         match rec.decision {
+            _ if rec.earlier => {}
             Decision::Kept { .. } => self.summary.kept = self.summary.kept.saturating_sub(1),
             Decision::Skipped { .. } | Decision::Rejected => {
                 self.summary.skipped = self.summary.skipped.saturating_sub(1)
@@ -198,7 +208,7 @@ impl Run {
             }
             _ => None,
         };
-        self.history.push(Record { probe: i, decision: decision.clone(), journal_id, line, kept });
+        self.history.push(Record { probe: i, decision: decision.clone(), journal_id, line, kept, earlier: false });
         self.emit(EngineEvent::ProbeDecided { probe: i, decision, best }).await;
         Ok(())
     }

@@ -31,6 +31,8 @@ pub(super) struct Record {
     pub(super) line: Option<Range<u64>>,
     /// The user turn and response of a written line, to find it by content.
     pub(super) kept: Option<(String, String)>,
+    /// Decided by an earlier session (reopened from the store): not in this run's counts.
+    pub(super) earlier: bool,
 }
 
 /// What the session store and the lesson file are reached through. Both block (SQLite with
