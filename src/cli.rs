@@ -263,6 +263,9 @@ pub struct ExportArgs {
     /// Seed of the train/valid split.
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub split_seed: u64,
+    /// DPO: pair a kept edit with any other candidate, not with the original it was edited from.
+    #[arg(long)]
+    pub no_edit_pairs: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

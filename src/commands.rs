@@ -217,6 +217,7 @@ pub fn export(args: &crate::cli::ExportArgs) -> anyhow::Result<ExitCode> {
         },
         split: args.valid.map(|valid| Split { valid, seed: args.split_seed }),
         out: args.out.clone(),
+        edit_pairs: !args.no_edit_pairs,
     };
     let m = export::export(&store, &req)?;
     for f in &m.files {

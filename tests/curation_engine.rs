@@ -254,6 +254,7 @@ async fn tags_and_bulk_on_an_ingested_file_then_resume_and_export() {
         filter: Filter { tag: tag.map(str::to_owned), ..Filter::default() },
         split: None,
         out: out.to_owned(),
+        edit_pairs: true,
     };
     let m = export::export(&store, &req(&out, Format::Sft, None)).expect("sft export");
     let lines: Vec<serde_json::Value> =

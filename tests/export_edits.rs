@@ -70,8 +70,14 @@ fn build(dir: &Path) -> std::path::PathBuf {
 }
 
 fn export(store: &Path, format: &str, out: &Path) -> Vec<Value> {
+    export_with(store, format, out, &[])
+}
+
+fn export_with(store: &Path, format: &str, out: &Path, extra: &[&str]) -> Vec<Value> {
     let o = Command::new(env!("CARGO_BIN_EXE_lem-tui"))
-        .args(["export", format, "--store"])
+        .args(["export", format])
+        .args(extra)
+        .arg("--store")
         .arg(store)
         .arg("--out")
         .arg(out)
@@ -101,6 +107,20 @@ fn an_accepted_edit_is_exported_and_paired_with_its_original() {
             json!({"prompt": "Say hi.", "chosen": "Hello there, friend!", "rejected": "hi"}),
         ]
     );
+    // Without edit pairs the edit is paired as any kept candidate is: the lowest-scored other.
+    let plain = dir.path().join("dpo-plain.jsonl");
+    assert_eq!(
+        export_with(&db, "dpo", &plain, &["--no-edit-pairs"]),
+        [
+            json!({"prompt": "Explain tides.", "chosen": EDITED, "rejected": WEAK}),
+            json!({"prompt": "Say hi.", "chosen": "Hello there, friend!", "rejected": "hi"}),
+        ]
+    );
+    let manifest: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("dpo-plain.jsonl.manifest.json")).expect("manifest"),
+    )
+    .expect("JSON");
+    assert_eq!(manifest["edit_pairs"], false, "{manifest}");
     let check = r#"
 import sys
 from datasets import load_dataset

@@ -7,9 +7,9 @@
 //! - `sft`: `{"messages": [user, assistant]}` (bare probe unless `--sandwich`).
 //! - `dpo`: `{"prompt", "chosen", "rejected"}`: chosen is the kept candidate; rejected is, when
 //!   the kept candidate is an operator's edit, the original it was edited from (the correction
-//!   is the preference); otherwise a candidate the operator rejected for the same prompt, else
-//!   the lowest-scored other candidate of the probe. Probes with nothing to pair are counted as
-//!   unpaired.
+//!   is the preference; `--no-edit-pairs` turns this off); otherwise a candidate the operator
+//!   rejected for the same prompt, else the lowest-scored other candidate of the probe. Probes
+//!   with nothing to pair are counted as unpaired.
 //! - `kto`: `{"prompt", "completion", "label"}`: kept candidates are `true`; candidates of
 //!   probes the operator rejected or the gate skipped are `false`. An operator's plain skip
 //!   says nothing about quality and is left out.
@@ -80,6 +80,9 @@ pub struct Request {
     /// A file, or with a split a directory that gets `train.jsonl`, `valid.jsonl` and
     /// `manifest.json` (mlx-lm's layout).
     pub out: PathBuf,
+    /// DPO: a kept edit is paired with the original it was edited from (the default); off, it
+    /// is paired like any kept candidate.
+    pub edit_pairs: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -111,6 +114,9 @@ pub struct Manifest {
     pub store: PathBuf,
     pub filter: Filter,
     pub split: Option<Split>,
+    /// DPO only: whether kept edits were paired with their originals.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edit_pairs: Option<bool>,
     pub counts: Counts,
     /// sha256 over the records (JSONL lines, newline included) in export order, before the split.
     pub sha256: String,
@@ -143,7 +149,8 @@ pub fn export(store: &Store, req: &Request) -> Result<Manifest, StoreError> {
     // Tags ride along in a `meta` object where the format allows one (not LEM's lesson lines),
     // on every line once any probe is tagged, so the column has one type throughout.
     let meta = req.format != Format::Lesson && probes.iter().any(|p| !p.tagging.is_empty());
-    let builder = Builder { prompt, min_score: req.filter.min_score, sandwiches: &sandwiches, meta };
+    let builder =
+        Builder { prompt, min_score: req.filter.min_score, sandwiches: &sandwiches, meta, edit_pairs: req.edit_pairs };
     let mut tags = std::collections::BTreeMap::new();
     let lines = builder.build(req.format, &probes, &mut counts, &mut tags);
     if lines.is_empty() {
@@ -167,6 +174,7 @@ pub fn export(store: &Store, req: &Request) -> Result<Manifest, StoreError> {
         store: store.path.clone(),
         filter: req.filter.clone(),
         split: req.split,
+        edit_pairs: (req.format == Format::Dpo).then_some(req.edit_pairs),
         counts,
         sha256,
         tags,
@@ -198,6 +206,7 @@ struct Builder<'a> {
     min_score: Option<f64>,
     sandwiches: &'a records::Sandwiches,
     meta: bool,
+    edit_pairs: bool,
 }
 
 /// A record's tags and note (`note` is "" when there is none, so the column keeps one type).
@@ -312,6 +321,7 @@ impl Builder<'_> {
                     let Some(c) = chosen else { continue };
                     let negative = p
                         .original_of(c)
+                        .filter(|_| self.edit_pairs)
                         .map(|o| o.text.clone())
                         .or_else(|| {
                             rejected.get(p.prompt.as_str()).and_then(|cs| lowest(&mut cs.iter().copied(), &c.text))
