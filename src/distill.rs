@@ -77,6 +77,11 @@ pub struct Engine {
     pub journal: Option<Box<dyn Journal>>,
     /// Where each probe starts (resume); empty means every probe is fresh.
     pub start: Vec<ProbeStart>,
+    /// The probes an earlier session decided, oldest decision first ([`ResumeReport`]'s
+    /// `decided_order`): the order `Resumed` reports them in. Empty: probe order.
+    ///
+    /// [`ResumeReport`]: crate::store::ResumeReport
+    pub decided_order: Vec<usize>,
     /// The memory sampler's latest reading, for the over-limit pause; `None` checks nothing.
     /// The engine never reads memory itself (on macOS a reading forks `sysctl`).
     pub memory: Option<tokio::sync::watch::Receiver<MemorySnapshot>>,

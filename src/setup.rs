@@ -451,6 +451,7 @@ pub fn engine(
     say: &mut dyn FnMut(&str),
 ) -> anyhow::Result<crate::distill::Engine> {
     let (journal, start) = session::journal(p, &backend, mode, say)?;
+    let decided_order = p.resume_report().map(|r| r.decided_order.clone()).unwrap_or_default();
     Ok(crate::distill::Engine {
         cfg: p.distill.clone(),
         backend,
@@ -459,6 +460,7 @@ pub fn engine(
         mode,
         journal,
         start,
+        decided_order,
         memory: None,
     })
 }

@@ -169,9 +169,10 @@ async fn reopen_an_older_decision_then_resume_exactly() {
     let EngineEvent::Resumed { done, undecided } = ev else { unreachable!() };
     assert!(undecided.is_empty());
     let op = Decider::Operator;
+    // Oldest standing decision first: P2's, then P0's and P1's second ones.
     assert_eq!(
         done,
-        [(0, Decision::Kept { run: 1, by: op }), (1, Decision::Rejected), (2, Decision::Kept { run: 1, by: op })]
+        [(2, Decision::Kept { run: 1, by: op }), (0, Decision::Kept { run: 1, by: op }), (1, Decision::Rejected)]
     );
     assert_eq!(file(h.dir.path()), [l(2, 1), l(0, 1)].concat());
     // A decision of the earlier run, reopened from the store: its candidates come with it.

@@ -207,6 +207,7 @@ pub fn open_session_with(
         mode: CurationMode::Review,
         journal: Some(Box::new(journal)),
         start: starts,
+        decided_order: resume.decided_order.clone(),
         memory: None,
     };
     Ok(ReviewSession { engine, backend, resume, output: spec.output })

@@ -247,6 +247,7 @@ pub enum EngineEvent {
     /// and the stored candidates of those it did not (their run numbers may have gaps: a kill
     /// loses the runs in flight).
     Resumed {
+        /// Decided by earlier sessions, oldest decision first.
         done: Vec<(usize, Decision)>,
         undecided: Vec<(usize, Vec<Candidate>)>,
     },

@@ -112,6 +112,14 @@ impl Engine {
                 ProbeStart::Done(decision) => done.push((i, decision)),
             }
         }
+        // Oldest decision first, as the store made them (probes it does not name stay last).
+        let mut rank = vec![usize::MAX; n];
+        for (r, &i) in self.decided_order.iter().enumerate() {
+            if let Some(slot) = rank.get_mut(i) {
+                *slot = r;
+            }
+        }
+        done.sort_by_key(|(i, _)| rank.get(*i).copied().unwrap_or(usize::MAX));
         let mut eng = self;
         let journal = eng.journal.take();
         let mut run = Run {

@@ -75,6 +75,9 @@ pub struct ResumeReport {
     pub undo_rolled_back: usize,
     /// The weights differ from the previous run's.
     pub model_changed: bool,
+    /// The probes decided before this run, oldest standing decision first (the workbench's
+    /// history lists them in that order).
+    pub decided_order: Vec<usize>,
 }
 
 impl ResumeReport {
@@ -291,6 +294,7 @@ impl Opened {
         super::reconcile::finish_undos(&self, session, &mut report)?;
         let mut starts = Vec::with_capacity(probes.len());
         let mut known = HashMap::new();
+        let mut decided = Vec::new();
         for (i, &row) in probe_rows.iter().enumerate() {
             if let Some(e) = effective(store, row)? {
                 match e.kind.as_str() {
@@ -298,6 +302,7 @@ impl Opened {
                     "rejected" => report.rejected += 1,
                     _ => report.skipped += 1,
                 }
+                decided.push((e.id, i));
                 starts.push(ProbeStart::Done(to_decision(&e)));
                 continue;
             }
@@ -327,6 +332,8 @@ impl Opened {
         }
 
         drop(sql);
+        decided.sort_unstable();
+        report.decided_order = decided.into_iter().map(|(_, i)| i).collect();
         let index = reconcile(&self, session, spec, &mut report)?;
         let journal = SessionJournal::new(self, run, spec, probe_rows, known, index);
         Ok((journal, starts, report))

@@ -115,7 +115,7 @@ impl Harness {
         dir: tempfile::TempDir,
     ) -> Self {
         let probes = probes(setup.probes);
-        let (journal, start, _) = Opened::open(&db(dir.path()), &dir.path().join("lesson.jsonl"))
+        let (journal, start, report) = Opened::open(&db(dir.path()), &dir.path().join("lesson.jsonl"))
             .expect("store")
             .begin(&spec(dir.path()), &probes, &model())
             .expect("begin");
@@ -138,6 +138,7 @@ impl Harness {
             mode: setup.mode,
             journal: Some(Box::new(journal)),
             start,
+            decided_order: report.decided_order,
             memory: None,
         };
         let (ev_tx, events) = mpsc::channel(64);

@@ -39,7 +39,7 @@ pub(super) fn apply(s: &mut State, ev: EngineEvent, at: Duration) {
             s.settings = settings;
         }
         EngineEvent::Resumed { done, undecided } => {
-            // Earlier runs' decisions, in probe order (the store's order is not reported).
+            // Earlier runs' decisions, oldest first: the history lists the newest at the top.
             for (i, d) in &done {
                 super::curation::decided(s, *i, d);
             }
