@@ -6,7 +6,8 @@
 //! the allocator limits. A request with `n` candidates prefills the prompt once (batch 1, as
 //! mlx-lm: all but the last token in chunks, then the last token alone), shares the prompt's
 //! cache with `n` batch rows and decodes the live rows together; finished rows leave the batch.
-//! Tokens are picked on the device ([`sample`]) and the decode is pipelined ([`engine`]).
+//! Tokens are picked on the device ([`sample`]), the decode is pipelined ([`decode`]) and
+//! quantized projections are shaped for the kernels MLX picks on a GPU ([`shaping`]).
 //!
 //! Memory: `cache_limit` / `memory_limit` (and an optional wired limit) are applied before the
 //! weights load and again whenever the operator changes them, even mid-generation. Since MLX
