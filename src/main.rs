@@ -6,6 +6,8 @@ use clap::Parser;
 use lem_tui::cli::{Cli, Command};
 
 fn main() -> ExitCode {
+    #[cfg(mlx)]
+    lem_tui::backend::mlx::process_env::set_process_env();
     let cli = Cli::parse_from(lem_tui::cli::normalise_go_flags(std::env::args()));
     let _log = lem_tui::logging::init(cli.log_file.as_deref());
     let result = match cli.command {

@@ -472,3 +472,28 @@ fn two_pass_top_k_keeps_what_one_pass_keeps() {
         }
     }
 }
+
+/// Joined projections (q/k/v as one product, gate/up as one) compute what separate ones
+/// compute, bit for bit on the CPU backend: the prompt's step (after a prefill of many rows)
+/// and a step of 8 rows, on a dense Gemma 3 and a quantized Llama (the parity tests above run
+/// all four checkpoints joined, the default).
+#[test]
+fn joined_projections_equal_separate_ones() {
+    use lem_tui::backend::mlx::joined::Joining;
+    use lem_tui::backend::mlx::step_logits;
+
+    let _deadline = common::deadline(Duration::from_secs(900));
+    for name in ["gemma3-270m-bf16", "smollm2-135m-4bit"] {
+        let dir = checkpoint(name);
+        let logits = |join: &str| {
+            let opts = MlxOptions { joining: Some(Joining::named(join)), ..MlxOptions::new(&dir) };
+            step_logits(opts, &chat(), 8).expect("lem-tui computes")
+        };
+        let separate = logits("none");
+        assert!(separate.len() > 9 * 1000, "{name}: two steps' logits, 1 + 8 rows");
+        assert!(separate.iter().all(|v| v.is_finite()) && separate.iter().any(|v| *v != 0.0), "{name}: real logits");
+        let joined = logits("all");
+        let differ = joined.iter().zip(&separate).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
+        assert_eq!(differ, 0, "{name}: joined against separate projections, {differ} logits differ");
+    }
+}

@@ -29,6 +29,8 @@ mod engine;
 #[cfg(mlx)]
 mod gemma3;
 #[cfg(mlx)]
+pub mod joined;
+#[cfg(mlx)]
 mod kv;
 #[cfg(mlx)]
 mod layers;
@@ -36,6 +38,8 @@ mod layers;
 mod llama;
 #[cfg(mlx)]
 mod model;
+#[cfg(mlx)]
+pub mod process_env;
 #[cfg(mlx)]
 mod qwen;
 #[cfg(mlx)]
@@ -46,4 +50,4 @@ pub mod shaping;
 mod weights;
 
 #[cfg(mlx)]
-pub use engine::{MlxOptions, greedy_ids, spawn};
+pub use engine::{MlxOptions, greedy_ids, spawn, step_logits};

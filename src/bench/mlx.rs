@@ -34,6 +34,9 @@ pub struct MlxReport {
     pub greedy_ids: Option<IdsReport>,
     /// MLX's readings after lem-tui's last request.
     pub memory: Option<MlxMemory>,
+    /// MLX's settings from the environment for lem-tui (the peer runs with MLX's defaults
+    /// where lem-tui chose one for itself).
+    pub mlx_env: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -162,6 +165,7 @@ pub fn run(args: &BenchArgs, prepared: &Prepared) -> anyhow::Result<MlxReport> {
         modes: reports,
         greedy_ids,
         memory,
+        mlx_env: crate::backend::mlx::process_env::report().into_iter().collect(),
     })
 }
 
@@ -178,7 +182,11 @@ fn run_peer(args: &BenchArgs, dir: &Path, prompts: &[String], s: Sampling, greed
                      "repeat_penalty": s.repeat_penalty},
         "ignore_eos": true, "ids_tokens": if greedy { args.ids } else { 0 },
     });
-    let mut child = Command::new(&args.peer)
+    let mut peer = Command::new(&args.peer);
+    for (k, _) in crate::backend::mlx::process_env::set_by_lem_tui() {
+        peer.env_remove(k);
+    }
+    let mut child = peer
         .arg(&script)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

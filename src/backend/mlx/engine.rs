@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use super::alloc::{self, Allocator, Defaults, mlx_err, readings};
 use super::chat::Chat;
 use super::config::{self, ModelConfig};
+use super::joined::{self, Joining};
 use super::model::{KvCache, Model, R, Weights};
 use super::sample::RowSampler;
 use crate::backend::candidate;
@@ -35,11 +36,13 @@ pub struct MlxOptions {
     /// Clear MLX's buffer cache every this many decode steps (mlx-lm: 256); 0 = only
     /// between requests.
     pub clear_cache_every: u32,
+    /// Which projections run joined; `None`: `LEM_TUI_MLX_JOIN` or the default ([`joined`]).
+    pub joining: Option<Joining>,
 }
 
 impl MlxOptions {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into(), limits: Limits::default(), wired_bytes: 0, clear_cache_every: 256 }
+        Self { dir: dir.into(), limits: Limits::default(), wired_bytes: 0, clear_cache_every: 256, joining: None }
     }
 }
 
@@ -107,7 +110,7 @@ impl MlxEngine {
         }
         let load = |e: super::model::WeightError| BackendError::Load { path: path.clone(), reason: e.to_string() };
         let mut weights = Weights::load(&dir, cfg.weight_prefix).map_err(load)?;
-        let model = Model::new(cfg.clone(), &mut weights).map_err(load)?;
+        let model = Model::new(cfg.clone(), &mut weights, opts.joining.unwrap_or_else(joined::get)).map_err(load)?;
         drop(weights);
         // Load for real now (safetensors arrays are lazy), so the first request doesn't
         // pay for it and `active` shows the model.
@@ -130,6 +133,7 @@ impl MlxEngine {
             quantized = cfg.quantization.is_some(),
             active_mib = readings(0).active / MIB,
             device = %alloc::device().name,
+            env = ?super::process_env::report(),
             "mlx model loaded"
         );
         Ok((Self { model, chat, clear_cache_every: opts.clear_cache_every, alloc }, info))
@@ -202,6 +206,31 @@ pub fn greedy_ids(dir: &Path, messages: &[Message], max_tokens: usize) -> Result
         next = token_array(&[&[id]]);
     }
     Ok((prompt, out))
+}
+
+/// The logits (as f32) of the step after the prompt, then of one more step of `rows` rows, each
+/// fed that step's argmax: the numbers the model computes, for tests that compare two ways of
+/// computing them (joined projections against separate ones).
+pub fn step_logits(opts: MlxOptions, messages: &[Message], rows: i32) -> Result<Vec<f32>, String> {
+    let (engine, _) = MlxEngine::load(opts).map_err(|e| e.to_string())?;
+    let prompt = engine.prompt(messages)?;
+    let model = &engine.model;
+    let mut caches = model.new_cache();
+    let mut run = || -> R<Vec<f32>> {
+        prefill(model, &prompt, &mut caches, &CancellationToken::new())?;
+        let first = forward(model, &token_array(&[&prompt[prompt.len() - 1..]]), &mut caches)?;
+        let id = argmax_axis(&first, -1, None)?.as_dtype(mlx_rs::Dtype::Int32)?;
+        Model::repeat_rows(&mut caches, rows)?;
+        let next = forward(model, &mlx_rs::ops::broadcast_to(id.reshape(&[1, 1])?, &[rows, 1])?, &mut caches)?;
+        let mut out = Vec::new();
+        for l in [first, next] {
+            let l = l.as_dtype(mlx_rs::Dtype::Float32)?;
+            l.eval()?;
+            out.extend_from_slice(l.as_slice::<f32>());
+        }
+        Ok(out)
+    };
+    run().map_err(mlx_err)
 }
 
 impl Engine for MlxEngine {

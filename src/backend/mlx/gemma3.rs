@@ -6,10 +6,11 @@
 use mlx_rs::{Array, Dtype};
 
 use super::config::{ModelConfig, RopeScaling};
+use super::joined::Joining;
 use super::layers::{Activation, Attention, Layer, Mlp, QkNorm, R, RmsNorm, Rope};
 use super::weights::{WeightError, Weights};
 
-pub fn layer(ws: &mut Weights, cfg: &ModelConfig, i: i32) -> Result<Layer, WeightError> {
+pub fn layer(ws: &mut Weights, cfg: &ModelConfig, i: i32, join: Joining) -> Result<Layer, WeightError> {
     let p = format!("model.layers.{i}");
     let sliding = cfg.is_sliding(i);
     let rope = if sliding {
@@ -23,8 +24,8 @@ pub fn layer(ws: &mut Weights, cfg: &ModelConfig, i: i32) -> Result<Layer, Weigh
         k: RmsNorm::load_offset(ws, &format!("{a}.k_norm"), cfg)?,
     };
     Ok(Layer {
-        attn: Attention::load(ws, &a, cfg, qk_norm, rope)?,
-        mlp: Mlp::load(ws, &format!("{p}.mlp"), cfg, Activation::GeluApprox)?,
+        attn: Attention::load(ws, &a, cfg, qk_norm, rope, join)?,
+        mlp: Mlp::load(ws, &format!("{p}.mlp"), cfg, Activation::GeluApprox, join)?,
         input_norm: RmsNorm::load_offset(ws, &format!("{p}.input_layernorm"), cfg)?,
         post_attn_norm: RmsNorm::load_offset(ws, &format!("{p}.post_attention_layernorm"), cfg)?,
         sandwich: Some((

@@ -17,6 +17,7 @@ use mlx_rs::transforms::compile::compile;
 use mlx_rs::{Array, Dtype};
 
 use super::config::{ModelConfig, RopeScaling};
+use super::joined::{Joining, Projections};
 use super::kv::KvCache;
 use super::shaping::qmatmul;
 use super::weights::{WeightError, Weights};
@@ -209,9 +210,8 @@ pub enum QkNorm {
 }
 
 pub struct Attention {
-    pub q: Linear,
-    pub k: Linear,
-    pub v: Linear,
+    /// q, k and v, joined or not ([`joined`]).
+    pub qkv: Projections,
     pub o: Linear,
     pub qk_norm: QkNorm,
     pub heads: i32,
@@ -233,11 +233,14 @@ impl Attention {
         cfg: &ModelConfig,
         qk_norm: QkNorm,
         rope: Rope,
+        join: Joining,
     ) -> Result<Self, WeightError> {
+        let qkv = ["q_proj", "k_proj", "v_proj"]
+            .iter()
+            .map(|p| Linear::load(ws, &format!("{path}.{p}"), cfg, cfg.attention_bias))
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
-            q: Linear::load(ws, &format!("{path}.q_proj"), cfg, cfg.attention_bias)?,
-            k: Linear::load(ws, &format!("{path}.k_proj"), cfg, cfg.attention_bias)?,
-            v: Linear::load(ws, &format!("{path}.v_proj"), cfg, cfg.attention_bias)?,
+            qkv: Projections::new(qkv, join.qkv)?,
             o: Linear::load(ws, &format!("{path}.o_proj"), cfg, false)?,
             qk_norm,
             heads: cfg.heads,
@@ -262,9 +265,11 @@ impl Attention {
             QkNorm::Before { q, k } => (Some(q), Some(k), false),
             QkNorm::After { q, k } => (Some(q), Some(k), true),
         };
-        let q = heads(self.q.forward(x)?, self.heads, qn, after)?;
-        let k = heads(self.k.forward(x)?, self.kv_heads, kn, after)?;
-        let v = heads(self.v.forward(x)?, self.kv_heads, None, false)?;
+        let [q, k, v]: [Array; 3] =
+            self.qkv.forward(x)?.try_into().map_err(|_| Exception::custom("q/k/v: three projections"))?;
+        let q = heads(q, self.heads, qn, after)?;
+        let k = heads(k, self.kv_heads, kn, after)?;
+        let v = heads(v, self.kv_heads, None, false)?;
         let q = self.rope.forward(&q, cache.offset)?;
         let k = self.rope.forward(&k, cache.offset)?;
         let (k, v) = cache.update(k, v)?;
@@ -287,9 +292,8 @@ impl Attention {
     }
 
     pub fn arrays<'a>(&'a self, out: &mut Vec<&'a Array>) {
-        for p in [&self.q, &self.k, &self.v, &self.o] {
-            p.arrays(out);
-        }
+        self.qkv.arrays(out);
+        self.o.arrays(out);
         if let QkNorm::Before { q, k } | QkNorm::After { q, k } = &self.qk_norm {
             out.extend([&q.weight, &k.weight]);
         }
@@ -307,35 +311,44 @@ pub enum Activation {
 
 /// `down(act(gate(x)) * up(x))`.
 pub struct Mlp {
-    gate: Linear,
-    up: Linear,
+    /// gate and up, joined or not ([`joined`]).
+    gate_up: Projections,
     down: Linear,
     act: Activation,
 }
 
 impl Mlp {
-    pub fn load(ws: &mut Weights, path: &str, cfg: &ModelConfig, act: Activation) -> Result<Self, WeightError> {
+    pub fn load(
+        ws: &mut Weights,
+        path: &str,
+        cfg: &ModelConfig,
+        act: Activation,
+        join: Joining,
+    ) -> Result<Self, WeightError> {
+        let gate_up = vec![
+            Linear::load(ws, &format!("{path}.gate_proj"), cfg, false)?,
+            Linear::load(ws, &format!("{path}.up_proj"), cfg, false)?,
+        ];
         Ok(Self {
-            gate: Linear::load(ws, &format!("{path}.gate_proj"), cfg, false)?,
-            up: Linear::load(ws, &format!("{path}.up_proj"), cfg, false)?,
+            gate_up: Projections::new(gate_up, join.gate_up)?,
             down: Linear::load(ws, &format!("{path}.down_proj"), cfg, false)?,
             act,
         })
     }
 
     pub fn forward(&self, x: &Array) -> R<Array> {
-        let g = self.gate.forward(x)?;
+        let [g, up]: [Array; 2] =
+            self.gate_up.forward(x)?.try_into().map_err(|_| Exception::custom("gate/up: two projections"))?;
         let act = match self.act {
             Activation::Silu => compiled(&SILU, silu, &g)?,
             Activation::GeluApprox => compiled(&GELU_APPROX, gelu_approx, &g)?,
         };
-        self.down.forward(&act.multiply(&self.up.forward(x)?)?)
+        self.down.forward(&act.multiply(&up)?)
     }
 
     pub fn arrays<'a>(&'a self, out: &mut Vec<&'a Array>) {
-        for p in [&self.gate, &self.up, &self.down] {
-            p.arrays(out);
-        }
+        self.gate_up.arrays(out);
+        self.down.arrays(out);
     }
 }
 

@@ -2,11 +2,12 @@
 //! RoPE with Llama 3's frequency smoothing where the config asks for it.
 
 use super::config::ModelConfig;
+use super::joined::Joining;
 use super::layers::{Activation, Attention, Layer, Mlp, QkNorm, RmsNorm, Rope};
 use super::weights::{WeightError, Weights};
 
-pub fn layer(ws: &mut Weights, cfg: &ModelConfig, i: i32) -> Result<Layer, WeightError> {
-    plain_layer(ws, cfg, i, |_, _| Ok(QkNorm::None))
+pub fn layer(ws: &mut Weights, cfg: &ModelConfig, i: i32, join: Joining) -> Result<Layer, WeightError> {
+    plain_layer(ws, cfg, i, join, |_, _| Ok(QkNorm::None))
 }
 
 /// A Llama-shaped layer; `qk_norm` loads the family's per-head norms from the attention's path.
@@ -14,6 +15,7 @@ pub fn plain_layer(
     ws: &mut Weights,
     cfg: &ModelConfig,
     i: i32,
+    join: Joining,
     qk_norm: impl FnOnce(&mut Weights, &str) -> Result<QkNorm, WeightError>,
 ) -> Result<Layer, WeightError> {
     let p = format!("model.layers.{i}");
@@ -21,8 +23,8 @@ pub fn plain_layer(
     let qk_norm = qk_norm(ws, &a)?;
     let rope = Rope::new(cfg, cfg.rope_theta, &cfg.rope_scaling)?;
     Ok(Layer {
-        attn: Attention::load(ws, &a, cfg, qk_norm, rope)?,
-        mlp: Mlp::load(ws, &format!("{p}.mlp"), cfg, Activation::Silu)?,
+        attn: Attention::load(ws, &a, cfg, qk_norm, rope, join)?,
+        mlp: Mlp::load(ws, &format!("{p}.mlp"), cfg, Activation::Silu, join)?,
         input_norm: RmsNorm::load(ws, &format!("{p}.input_layernorm"), cfg)?,
         post_attn_norm: RmsNorm::load(ws, &format!("{p}.post_attention_layernorm"), cfg)?,
         sandwich: None,

@@ -6,6 +6,7 @@ use mlx_rs::Array;
 use mlx_rs::ops::indexing::take_axis;
 
 use super::config::{Family, ModelConfig};
+use super::joined::Joining;
 pub use super::kv::KvCache;
 pub use super::layers::R;
 use super::layers::{Embedding, Layer, Linear, Mask, RmsNorm};
@@ -21,14 +22,15 @@ pub struct Model {
 }
 
 impl Model {
-    /// Builds the model from its weights (taken out of `ws`; what is left is unused).
-    pub fn new(cfg: ModelConfig, ws: &mut Weights) -> Result<Self, WeightError> {
+    /// Builds the model from its weights (taken out of `ws`; what is left is unused), with the
+    /// projections `join` names joined ([`super::joined`]).
+    pub fn new(cfg: ModelConfig, ws: &mut Weights, join: Joining) -> Result<Self, WeightError> {
         let layer = match cfg.family {
             Family::Gemma3 => gemma3::layer,
             Family::Llama => llama::layer,
             Family::Qwen2 | Family::Qwen3 => qwen::layer,
         };
-        let layers = (0..cfg.layers).map(|i| layer(ws, &cfg, i)).collect::<Result<Vec<_>, _>>()?;
+        let layers = (0..cfg.layers).map(|i| layer(ws, &cfg, i, join)).collect::<Result<Vec<_>, _>>()?;
         let embed = Embedding::load(ws, &cfg)?;
         let (norm, untied) = match cfg.family {
             Family::Gemma3 => (gemma3::final_norm(ws, &cfg)?, gemma3::untied(ws)),

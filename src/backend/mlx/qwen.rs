@@ -3,12 +3,13 @@
 //! heads are transposed (Qwen 3).
 
 use super::config::{Family, ModelConfig};
+use super::joined::Joining;
 use super::layers::{Layer, QkNorm, RmsNorm};
 use super::llama::plain_layer;
 use super::weights::{WeightError, Weights};
 
-pub fn layer(ws: &mut Weights, cfg: &ModelConfig, i: i32) -> Result<Layer, WeightError> {
-    plain_layer(ws, cfg, i, |ws, a| {
+pub fn layer(ws: &mut Weights, cfg: &ModelConfig, i: i32, join: Joining) -> Result<Layer, WeightError> {
+    plain_layer(ws, cfg, i, join, |ws, a| {
         Ok(if cfg.family == Family::Qwen3 {
             QkNorm::Before {
                 q: RmsNorm::load(ws, &format!("{a}.q_norm"), cfg)?,
