@@ -497,3 +497,33 @@ fn joined_projections_equal_separate_ones() {
         assert_eq!(differ, 0, "{name}: joined against separate projections, {differ} logits differ");
     }
 }
+
+/// The device sampler's uniform draws are made a block of steps at a time, yet are the numbers
+/// one draw per step gives: each candidate's own generator, in order, across blocks and after
+/// a row leaves the batch mid-block.
+#[test]
+fn uniform_draws_are_each_candidates_own_sequence() {
+    use lem_tui::backend::mlx::sample::RowSampler;
+    use lem_tui::backend::sampler::Rng;
+    use mlx_rs::Array;
+
+    let s = Sampling { temperature: 0.8, top_k: 40, top_p: 0.95, repeat_penalty: 1.1, seed: 42, ..Sampling::default() };
+    let cands = [0u32, 1, 2];
+    let mut rows = RowSampler::new(&s, &cands);
+    let mut want: Vec<Rng> = cands.iter().map(|&c| Rng::for_candidate(42, c)).collect();
+    let mut live = vec![0usize, 1, 2];
+    for step in 0..150 {
+        if step == 100 {
+            rows.keep(&[0, 2], &Array::from_slice(&[0i32, 2], &[2])).expect("keep");
+            live = vec![0, 2];
+        }
+        // A column of the block: copied (by the exact cast to f64) to be read.
+        let u = rows.uniforms().expect("draws").as_dtype(mlx_rs::Dtype::Float64).expect("copy");
+        u.eval().expect("eval");
+        let got = u.as_slice::<f64>().to_vec();
+        assert_eq!(got.len(), live.len(), "step {step}");
+        for (i, &c) in live.iter().enumerate() {
+            assert_eq!(got[i], f64::from(want[c].next_f64() as f32), "step {step}, candidate {c}");
+        }
+    }
+}

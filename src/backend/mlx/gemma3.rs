@@ -45,9 +45,13 @@ pub fn untied(ws: &Weights) -> bool {
     ws.has("lm_head.weight")
 }
 
-/// `h *= mx.array(hidden_size**0.5, mx.bfloat16).astype(h.dtype)`: the scale is rounded to bf16
-/// first whatever the model's dtype.
-pub fn scale_embeddings(h: Array, cfg: &ModelConfig) -> R<Array> {
-    let s = Array::from_f32((cfg.hidden_size as f32).sqrt()).as_dtype(Dtype::Bfloat16)?;
-    h.multiply(&s.as_dtype(h.dtype())?)
+/// The embeddings' scale, `mx.array(hidden_size**0.5, mx.bfloat16)`: rounded to bf16 whatever
+/// the model's dtype. Made once, at load.
+pub fn embedding_scale(cfg: &ModelConfig) -> R<Array> {
+    Array::from_f32((cfg.hidden_size as f32).sqrt()).as_dtype(Dtype::Bfloat16)
+}
+
+/// `h *= scale.astype(h.dtype)` (the cast is no operation when `h` is bf16 already).
+pub fn scale_embeddings(h: Array, scale: &Array) -> R<Array> {
+    h.multiply(&scale.as_dtype(h.dtype())?)
 }

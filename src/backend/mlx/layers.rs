@@ -188,8 +188,10 @@ impl Rope {
         })
     }
 
-    pub fn forward(&self, x: &Array, offset: i32) -> R<Array> {
-        fast::rope(x, self.dims, self.traditional, self.base, self.scale, offset, self.freqs.as_ref())
+    /// `offset` is the position of `x`'s first token as an int32 scalar array, made once per
+    /// step for every layer (an integer offset would be a new host array in each layer).
+    pub fn forward(&self, x: &Array, offset: &Array) -> R<Array> {
+        fast::rope_dynamic(x, self.dims, self.traditional, self.base, self.scale, offset, self.freqs.as_ref())
     }
 }
 
@@ -250,7 +252,8 @@ impl Attention {
         })
     }
 
-    pub fn forward(&self, x: &Array, mask: Option<&Mask>, cache: &mut KvCache) -> R<Array> {
+    /// `offset`: where `x` starts, as [`Rope::forward`] takes it (`cache.offset`).
+    pub fn forward(&self, x: &Array, mask: Option<&Mask>, cache: &mut KvCache, offset: &Array) -> R<Array> {
         let (b, l) = (x.shape()[0], x.shape()[1]);
         let heads = |t: Array, n: i32, norm: Option<&RmsNorm>, after: bool| -> R<Array> {
             let t = reshape(&t, &[b, l, n, -1])?;
@@ -270,8 +273,8 @@ impl Attention {
         let q = heads(q, self.heads, qn, after)?;
         let k = heads(k, self.kv_heads, kn, after)?;
         let v = heads(v, self.kv_heads, None, false)?;
-        let q = self.rope.forward(&q, cache.offset)?;
-        let k = self.rope.forward(&k, cache.offset)?;
+        let q = self.rope.forward(&q, offset)?;
+        let k = self.rope.forward(&k, offset)?;
         let (k, v) = cache.update(k, v)?;
         let out = match mask {
             None => fast::scaled_dot_product_attention(&q, &k, &v, self.scale, None, None)?,
@@ -402,8 +405,8 @@ pub struct Layer {
 }
 
 impl Layer {
-    pub fn forward(&self, x: &Array, mask: Option<&Mask>, cache: &mut KvCache) -> R<Array> {
-        let r = self.attn.forward(&self.input_norm.forward(x)?, mask, cache)?;
+    pub fn forward(&self, x: &Array, mask: Option<&Mask>, cache: &mut KvCache, offset: &Array) -> R<Array> {
+        let r = self.attn.forward(&self.input_norm.forward(x)?, mask, cache, offset)?;
         match &self.sandwich {
             Some((pre, post)) => {
                 let h = x.add(&self.post_attn_norm.forward(&r)?)?;

@@ -3,7 +3,7 @@
 //! projection; the attention masks and the KV caches' rows.
 
 use mlx_rs::Array;
-use mlx_rs::ops::indexing::take_axis;
+use mlx_rs::ops::indexing::TryIndexOp;
 
 use super::config::{Family, ModelConfig};
 use super::joined::Joining;
@@ -19,6 +19,8 @@ pub struct Model {
     layers: Vec<Layer>,
     norm: RmsNorm,
     lm_head: Option<Linear>,
+    /// Gemma's embedding scale ([`gemma3::embedding_scale`]).
+    embed_scale: Option<Array>,
 }
 
 impl Model {
@@ -37,7 +39,8 @@ impl Model {
             _ => (llama::final_norm(ws, &cfg)?, llama::untied(&cfg)),
         };
         let lm_head = if untied { Some(Linear::load(ws, "lm_head", &cfg, false)?) } else { None };
-        Ok(Self { cfg, embed, layers, norm, lm_head })
+        let embed_scale = if cfg.family == Family::Gemma3 { Some(gemma3::embedding_scale(&cfg)?) } else { None };
+        Ok(Self { cfg, embed, layers, norm, lm_head, embed_scale })
     }
 
     /// Bytes per element of the activations and the KV cache (the norms' dtype: bf16 for
@@ -71,16 +74,18 @@ impl Model {
     /// the final hidden states (`[batch, len, hidden]`).
     pub fn hidden(&self, tokens: &Array, caches: &mut [KvCache]) -> R<Array> {
         let mut h = self.embed.forward(tokens)?;
-        if self.cfg.family == Family::Gemma3 {
-            h = gemma3::scale_embeddings(h, &self.cfg)?;
+        if let Some(scale) = &self.embed_scale {
+            h = gemma3::scale_embeddings(h, scale)?;
         }
         let n = tokens.shape()[1];
         let global = self.mask(n, caches.iter().zip(&self.layers).find(|(_, l)| !l.sliding).map(|(c, _)| c), None)?;
         let window = self.cfg.sliding_window.map(|(w, _)| w);
         let local = self.mask(n, caches.iter().zip(&self.layers).find(|(_, l)| l.sliding).map(|(c, _)| c), window)?;
+        // Every layer's cache has seen the same positions.
+        let offset = Array::from_int(caches.first().map_or(0, |c| c.offset));
         for (layer, cache) in self.layers.iter().zip(caches.iter_mut()) {
             let mask = if layer.sliding { local.as_ref() } else { global.as_ref() };
-            h = layer.forward(&h, mask, cache)?;
+            h = layer.forward(&h, mask, cache, &offset)?;
         }
         self.norm.forward(&h)
     }
@@ -89,8 +94,9 @@ impl Model {
     pub fn logits_last(&self, hidden: &Array) -> R<Array> {
         // As mlx-lm: project every position given, then take the last (`logits[:, -1, :]`).
         // Generation only ever passes one position here, so nothing is wasted.
+        // A slice, not an index array: nothing made on the host each step.
         let l = hidden.shape()[1];
-        take_axis(&self.project(hidden)?, Array::from_int(l - 1), 1)
+        self.project(hidden)?.try_index((.., l - 1, ..))
     }
 
     fn project(&self, h: &Array) -> R<Array> {

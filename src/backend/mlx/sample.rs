@@ -12,7 +12,12 @@
 //! the lowest id (within the kept tokens ties are ordered by id, as on the CPU).
 //!
 //! Nothing here waits for the device: every result is a lazy array, which is what lets the
-//! decode loop submit step k+1 before it reads step k's tokens.
+//! decode loop submit step k+1 before it reads step k's tokens. Nor does a step make arrays on
+//! the host: the chain's constants are made once per request and the uniform draws a block of
+//! steps at a time ([`RowSampler`]). On MLX's CUDA backend an array made on the host lives in
+//! managed memory that the GPU then reads, an allocation and a transfer per array.
+
+use std::cell::OnceCell;
 
 use mlx_rs::ops::indexing::{IndexOp, argmax_axis, take_along_axis};
 use mlx_rs::ops::{self, argpartition_axis, argsort_axis, concatenate, cumsum};
@@ -26,8 +31,12 @@ use crate::backend::sampler::Rng;
 /// sort takes in one block (512 threads × 8), so each piece is one block's work.
 const TOP_K_PIECE: i32 = 4096;
 
-/// The chain's settings, shared by every row of a request.
-#[derive(Clone, Copy, Debug)]
+/// Uniform draws are uploaded this many steps at a time.
+const DRAW_BLOCK: usize = 64;
+
+/// The chain's settings, shared by every row of a request, and its constants as arrays (made
+/// once, not every step).
+#[derive(Clone, Debug)]
 pub struct Chain {
     temperature: f32,
     top_k: i32,
@@ -37,6 +46,20 @@ pub struct Chain {
     /// Top-k in two passes over pieces of the row (see [`top_k`]) rather than one partition
     /// of the whole row.
     two_pass_top_k: bool,
+    c: Consts,
+    /// Each top-k piece's first id, `[1, pieces, 1]`, once the vocabulary is known.
+    starts: OnceCell<Array>,
+}
+
+#[derive(Clone, Debug)]
+struct Consts {
+    zero: Array,
+    minus_one: Array,
+    one_int: Array,
+    penalty: Array,
+    inv_temperature: Array,
+    top_p: Array,
+    min_p: Array,
 }
 
 /// `LEM_TUI_MLX_TOPK=sort`: the top-k as one partition of the whole row (the before/after).
@@ -55,6 +78,11 @@ fn two_pass_default() -> bool {
 /// is beaten by k others overall), so the set is the same; only equal values at the cut may be
 /// chosen differently, as with any sort.
 pub fn top_k(l: &Array, k: i32, two_pass: bool) -> R<(Array, Array)> {
+    top_k_with(l, k, two_pass, &OnceCell::new())
+}
+
+/// [`top_k`] with the pieces' first ids kept in `starts` between calls.
+fn top_k_with(l: &Array, k: i32, two_pass: bool, starts: &OnceCell<Array>) -> R<(Array, Array)> {
     let (rows, vocab) = (l.shape()[0], l.shape()[1]);
     let one_pass = |l: &Array| -> R<(Array, Array)> {
         let ids = argpartition_axis(l.negative()?, k - 1, -1)?.index((.., ..k));
@@ -77,9 +105,11 @@ pub fn top_k(l: &Array, k: i32, two_pass: bool) -> R<(Array, Array)> {
     };
     let local =
         argpartition_axis(padded.negative()?.reshape(&[rows, pieces, TOP_K_PIECE])?, k - 1, -1)?.index((.., .., ..k));
-    let starts: Vec<u32> = (0..pieces).map(|p| (p * TOP_K_PIECE) as u32).collect();
-    let starts = Array::from_slice(&starts, &[1, pieces, 1]);
-    let cand = local.add(&starts)?.reshape(&[rows, pieces * k])?;
+    let starts = starts.get_or_init(|| {
+        let s: Vec<u32> = (0..pieces).map(|p| (p * TOP_K_PIECE) as u32).collect();
+        Array::from_slice(&s, &[1, pieces, 1])
+    });
+    let cand = local.add(starts)?.reshape(&[rows, pieces * k])?;
     let cand_vals = take_along_axis(&padded, &cand, -1)?;
     let (at, vals) = one_pass(&cand_vals)?;
     Ok((take_along_axis(&cand, &at, -1)?, vals))
@@ -94,6 +124,16 @@ impl Chain {
             min_p: s.min_p,
             repeat_penalty: s.repeat_penalty,
             two_pass_top_k: two_pass_default(),
+            c: Consts {
+                zero: Array::from_f32(0.0),
+                minus_one: Array::from_f32(-1.0),
+                one_int: Array::from_int(1),
+                penalty: Array::from_f32(s.repeat_penalty),
+                inv_temperature: Array::from_f32(if s.temperature > 0.0 { 1.0 / s.temperature } else { 1.0 }),
+                top_p: Array::from_f32(s.top_p),
+                min_p: Array::from_f32(s.min_p),
+            },
+            starts: OnceCell::new(),
         }
     }
 
@@ -117,9 +157,9 @@ impl Chain {
         let Some(h) = history.filter(|_| self.penalises()) else {
             return Ok(logits);
         };
-        let p = Array::from_f32(self.repeat_penalty);
+        let p = &self.c.penalty;
         let sel = take_along_axis(&logits, h, -1)?;
-        let pen = ops::select(&sel.gt(Array::from_f32(0.0))?, sel.divide(&p)?, sel.multiply(&p)?)?;
+        let pen = ops::select(&sel.gt(&self.c.zero)?, sel.divide(p)?, sel.multiply(p)?)?;
         ops::indexing::put_along_axis(&logits, h, &pen, -1)
     }
 
@@ -130,13 +170,13 @@ impl Chain {
         if self.is_greedy() {
             return argmax_axis(&l, -1, None);
         }
-        let l = l.multiply(Array::from_f32(1.0 / self.temperature))?;
+        let l = l.multiply(&self.c.inv_temperature)?;
         let vocab = l.shape()[1];
         let max = l.max_axis(-1, true)?;
         // The whole distribution's mass: top-p is a share of it even after top-k.
         let total = l.subtract(&max)?.exp()?.sum_axis(-1, true)?;
         let (ids, vals) = if self.top_k > 0 && self.top_k < vocab {
-            let (part, vals) = top_k(&l, self.top_k, self.two_pass_top_k)?;
+            let (part, vals) = top_k_with(&l, self.top_k, self.two_pass_top_k, &self.starts)?;
             // Equal values in the order the CPU sampler gives them, by token id: ids ascending
             // first, then a stable sort by value (MLX's argsort is stable on the CPU and CUDA).
             let by_id = argsort_axis(&part, -1)?;
@@ -149,23 +189,23 @@ impl Chain {
             (order, vals)
         };
         let probs = vals.subtract(&max)?.exp()?;
-        let mut keep = probs.gt(Array::from_f32(-1.0))?;
+        let mut keep = probs.gt(&self.c.minus_one)?;
         if self.top_p > 0.0 && self.top_p < 1.0 {
             // A token stays while the mass before it is within p: the first always does.
             let before = cumsum(&probs, -1, None, false)?;
-            keep = keep.logical_and(&before.le(total.multiply(Array::from_f32(self.top_p))?)?)?;
+            keep = keep.logical_and(&before.le(total.multiply(&self.c.top_p)?)?)?;
         }
         if self.min_p > 0.0 && self.min_p < 1.0 {
-            let floor = probs.index((.., ..1)).multiply(Array::from_f32(self.min_p))?;
+            let floor = probs.index((.., ..1)).multiply(&self.c.min_p)?;
             keep = keep.logical_and(&probs.ge(&floor)?)?;
         }
-        let q = ops::select(&keep, &probs, Array::from_f32(0.0))?;
+        let q = ops::select(&keep, &probs, &self.c.zero)?;
         let mass = q.sum_axis(-1, true)?;
         let x = uniforms.reshape(&[-1, 1])?.multiply(&mass)?;
         // The first kept token whose running mass passes x; the last kept one if rounding
         // leaves x at the very end.
         let passed = cumsum(&q, -1, None, true)?.le(&x)?.as_dtype(Dtype::Int32)?.sum_axis(-1, true)?;
-        let last = keep.as_dtype(Dtype::Int32)?.sum_axis(-1, true)?.subtract(Array::from_int(1))?;
+        let last = keep.as_dtype(Dtype::Int32)?.sum_axis(-1, true)?.subtract(&self.c.one_int)?;
         let at = ops::minimum(&passed, &last)?;
         take_along_axis(&ids, &at, -1)?.reshape(&[-1])?.as_dtype(Dtype::Uint32)
     }
@@ -177,6 +217,12 @@ pub struct RowSampler {
     /// Generated tokens so far, `[rows, t]` int32 (only kept when a penalty applies).
     history: Option<Array>,
     rngs: Vec<Rng>,
+    /// The current block of uniform draws, `[rows, DRAW_BLOCK]` (column j: each row's next
+    /// draw j steps after the block was made), and the column the next step takes.
+    draws: Option<Array>,
+    col: usize,
+    /// What a greedy step passes for the draws (never read).
+    no_draws: Option<Array>,
 }
 
 impl RowSampler {
@@ -186,6 +232,9 @@ impl RowSampler {
             chain: Chain::new(s),
             history: None,
             rngs: candidates.iter().map(|&c| Rng::for_candidate(s.seed, c)).collect(),
+            draws: None,
+            col: DRAW_BLOCK,
+            no_draws: None,
         }
     }
 
@@ -198,17 +247,45 @@ impl RowSampler {
         self.chain.is_greedy() && (!self.chain.penalises() || self.history.is_none())
     }
 
-    /// This step's tokens for every row (lazy). Draws one number per row from its generator
+    /// This step's tokens for every row (lazy). Takes one draw per row from its generator
     /// (none when greedy), so each candidate's draws are its own whatever the batch.
     pub fn next(&mut self, logits: &Array) -> R<Array> {
-        let u: Vec<f32> = if self.chain.is_greedy() {
-            vec![0.0; self.rngs.len()]
+        let uniforms = if self.chain.is_greedy() {
+            let rows = self.rngs.len() as i32;
+            self.no_draws.get_or_insert_with(|| Array::from_slice(&vec![0.0f32; rows as usize], &[rows])).clone()
         } else {
-            #[allow(clippy::cast_possible_truncation)]
-            self.rngs.iter_mut().map(|r| r.next_f64() as f32).collect()
+            self.uniforms()?
         };
-        let uniforms = Array::from_slice(&u, &[u.len() as i32]);
         self.chain.pick(logits, self.history.as_ref(), &uniforms)
+    }
+
+    /// This step's uniform draw for every row (`[rows]` f32), each row's next number from its
+    /// own generator: the same numbers, in the same order, as drawing one per step, but made
+    /// and uploaded `DRAW_BLOCK` steps at a time.
+    pub fn uniforms(&mut self) -> R<Array> {
+        let draws = match &self.draws {
+            Some(d) if self.col < DRAW_BLOCK => d.clone(),
+            _ => {
+                let rows = self.rngs.len();
+                let mut block = vec![0.0f32; rows * DRAW_BLOCK];
+                for (r, rng) in self.rngs.iter_mut().enumerate() {
+                    for u in &mut block[r * DRAW_BLOCK..(r + 1) * DRAW_BLOCK] {
+                        #[allow(clippy::cast_possible_truncation)]
+                        let v = rng.next_f64() as f32;
+                        *u = v;
+                    }
+                }
+                let d = Array::from_slice(&block, &[rows as i32, DRAW_BLOCK as i32]);
+                self.draws = Some(d.clone());
+                self.col = 0;
+                d
+            }
+        };
+        // A slice, not an index array: nothing is made on the host.
+        let c = self.col as i32;
+        let u = draws.index((.., c..c + 1)).reshape(&[-1])?;
+        self.col += 1;
+        Ok(u)
     }
 
     /// Records this step's tokens (`[rows]`, lazy) for the repeat penalty.
@@ -229,6 +306,10 @@ impl RowSampler {
         if let Some(h) = &self.history {
             self.history = Some(ops::indexing::take_axis(h, idx, 0)?);
         }
+        if let Some(d) = &self.draws {
+            self.draws = Some(ops::indexing::take_axis(d, idx, 0)?);
+        }
+        self.no_draws = None;
         let rngs = std::mem::take(&mut self.rngs);
         self.rngs = keep.iter().filter_map(|&i| rngs.get(i).cloned()).collect();
         Ok(())
