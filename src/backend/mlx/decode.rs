@@ -214,6 +214,9 @@ impl MlxEngine {
             let Some(mut next) = next.filter(|_| !keep.is_empty()) else {
                 split.host += t_host.elapsed();
                 let per_step = |d: Duration| d.as_secs_f64() * 1000.0 / f64::from(steps.max(1));
+                // MLX's own figures as the request ends: beside the step split, what the next
+                // request inherits.
+                let mem = readings(*cache_high);
                 tracing::info!(
                     n = wave.len(),
                     prompt_tokens = prompt_len,
@@ -222,6 +225,9 @@ impl MlxEngine {
                     step_build_ms = per_step(split.build),
                     step_wait_ms = per_step(split.wait),
                     step_host_ms = per_step(split.host),
+                    active_mib = mem.active / MIB,
+                    cache_mib = mem.cache / MIB,
+                    peak_mib = mem.peak / MIB,
                     "mlx generation"
                 );
                 return Ok(());

@@ -1,9 +1,11 @@
 //! MLX settings that MLX reads from the environment once, when it first needs them, chosen
 //! for lem-tui's own process: so they are set at the top of `main`, before any thread exists.
 //!
-//! `LEM_TUI_MLX_CUDA_GRAPHS` (`on` or `off`) sets MLX's `MLX_USE_CUDA_GRAPHS` for lem-tui, and
-//! `LEM_TUI_MLX_OPS_PER_GRAPH` (a count) its `MLX_MAX_OPS_PER_BUFFER`, unless the operator set
-//! MLX's own variable (theirs wins). Unset, MLX's defaults stand. On MLX's CUDA backend (0.32) a
+//! `LEM_TUI_MLX_CUDA_GRAPHS` (`on` or `off`) sets MLX's `MLX_USE_CUDA_GRAPHS` for lem-tui,
+//! `LEM_TUI_MLX_OPS_PER_GRAPH` (a count) its `MLX_MAX_OPS_PER_BUFFER`, and
+//! `LEM_TUI_MLX_GRAPH_CACHE` (a count) its `MLX_CUDA_GRAPH_CACHE_SIZE` (400 executable graphs,
+//! kept across requests: a suspect in decode steps that slow from one request to the next),
+//! unless the operator set MLX's own variable (theirs wins). Unset, MLX's defaults stand. On MLX's CUDA backend (0.32) a
 //! step's kernels are recorded into CUDA graphs, 100 operations each on an H100 or H200, and
 //! every graph is updated or instantiated again and launched; with graphs off each kernel is
 //! launched on the stream as it is encoded. On an H200 neither graphs off nor 400 operations
@@ -26,8 +28,12 @@ pub fn set_process_env() {
         Ok("off" | "0") => Some("0".to_owned()),
         _ => None,
     };
-    let ops = std::env::var("LEM_TUI_MLX_OPS_PER_GRAPH").ok().filter(|v| v.parse::<u32>().is_ok_and(|n| n > 0));
-    for (name, value) in [("MLX_USE_CUDA_GRAPHS", graphs), ("MLX_MAX_OPS_PER_BUFFER", ops)] {
+    let count = |k: &str| std::env::var(k).ok().filter(|v| v.parse::<u32>().is_ok_and(|n| n > 0));
+    for (name, value) in [
+        ("MLX_USE_CUDA_GRAPHS", graphs),
+        ("MLX_MAX_OPS_PER_BUFFER", count("LEM_TUI_MLX_OPS_PER_GRAPH")),
+        ("MLX_CUDA_GRAPH_CACHE_SIZE", count("LEM_TUI_MLX_GRAPH_CACHE")),
+    ] {
         if let Some(v) = value
             && std::env::var_os(name).is_none()
         {
@@ -53,6 +59,7 @@ pub fn report() -> Vec<(String, String)> {
         "MLX_USE_CUDA_GRAPHS",
         "MLX_MAX_OPS_PER_BUFFER",
         "MLX_MAX_MB_PER_BUFFER",
+        "MLX_CUDA_GRAPH_CACHE_SIZE",
         "LEM_TUI_MLX_JOIN",
         "LEM_TUI_MLX_SHAPING",
         "LEM_TUI_MLX_TOPK",
