@@ -221,8 +221,6 @@ pub struct RowSampler {
     /// draw j steps after the block was made), and the column the next step takes.
     draws: Option<Array>,
     col: usize,
-    /// What a greedy step passes for the draws (never read).
-    no_draws: Option<Array>,
 }
 
 impl RowSampler {
@@ -234,7 +232,6 @@ impl RowSampler {
             rngs: candidates.iter().map(|&c| Rng::for_candidate(s.seed, c)).collect(),
             draws: None,
             col: DRAW_BLOCK,
-            no_draws: None,
         }
     }
 
@@ -250,12 +247,11 @@ impl RowSampler {
     /// This step's tokens for every row (lazy). Takes one draw per row from its generator
     /// (none when greedy), so each candidate's draws are its own whatever the batch.
     pub fn next(&mut self, logits: &Array) -> R<Array> {
-        let uniforms = if self.chain.is_greedy() {
-            let rows = self.rngs.len() as i32;
-            self.no_draws.get_or_insert_with(|| Array::from_slice(&vec![0.0f32; rows as usize], &[rows])).clone()
-        } else {
-            self.uniforms()?
-        };
+        if self.chain.is_greedy() {
+            // A greedy pick never reads the draws.
+            return self.chain.pick(logits, self.history.as_ref(), &self.chain.c.zero);
+        }
+        let uniforms = self.uniforms()?;
         self.chain.pick(logits, self.history.as_ref(), &uniforms)
     }
 
@@ -309,7 +305,6 @@ impl RowSampler {
         if let Some(d) = &self.draws {
             self.draws = Some(ops::indexing::take_axis(d, idx, 0)?);
         }
-        self.no_draws = None;
         let rngs = std::mem::take(&mut self.rngs);
         self.rngs = keep.iter().filter_map(|&i| rngs.get(i).cloned()).collect();
         Ok(())
