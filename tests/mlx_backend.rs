@@ -99,20 +99,54 @@ fn greedy_parity_gemma3_4bit() {
     parity("gemma3-270m-4bit");
 }
 
+/// A long prompt: `days` sentences of about 16 Gemma 3 tokens each, then a question.
+fn story(days: u32) -> Vec<Message> {
+    let text: String =
+        (1..=days).map(|i| format!("Day {i}: the river rose a little and the town watched it. ")).collect();
+    vec![Message::user(format!("{text}\nSummarise the story above in one sentence."))]
+}
+
 /// A prompt longer than Gemma 3's 512-token sliding window: the windowed prefill mask, the
 /// sliding layers' trimmed caches and decoding past the window must all agree with mlx-lm.
 #[test]
 fn greedy_parity_gemma3_past_the_sliding_window() {
     let _deadline = common::deadline(Duration::from_secs(900));
     let dir = checkpoint("gemma3-270m-bf16");
-    let story: String =
-        (1..=70).map(|i| format!("Day {i}: the river rose a little and the town watched it. ")).collect();
-    let msgs = vec![Message::user(format!("{story}\nSummarise the story above in one sentence."))];
+    let msgs = story(70);
     let r = reference(&dir, &msgs, 12);
     assert!(r.prompt_ids.len() > 600, "the prompt must exceed the window: {} tokens", r.prompt_ids.len());
     let (prompt, ids) = greedy_ids(&dir, &msgs, 12).expect("lem-tui generates");
     assert_eq!(prompt, r.prompt_ids);
     assert_eq!(ids, r.ids, "greedy ids past the sliding window equal mlx-lm's");
+}
+
+/// A prompt just short of the 512-token window and an answer that crosses it: the sliding
+/// layers' buffers grow in place, fill, then overwrite their oldest position mid-answer (as
+/// mlx-lm's `RotatingKVCache`). Greedy ids equal mlx-lm's through the crossing, and a batch of
+/// three (its rows repeated from the prompt's cache) gives each candidate the single stream's
+/// answer.
+#[test]
+fn greedy_parity_gemma3_decoding_across_the_sliding_window() {
+    let _deadline = common::deadline(Duration::from_secs(900));
+    let dir = checkpoint("gemma3-270m-bf16");
+    let msgs = story(30);
+    let tokens = 40;
+    let r = reference(&dir, &msgs, tokens);
+    let p = r.prompt_ids.len();
+    assert!((440..512).contains(&p) && p + tokens > 520, "the answer must cross the window: prompt {p} tokens");
+    let (prompt, ids) = greedy_ids(&dir, &msgs, tokens).expect("lem-tui generates");
+    assert_eq!(prompt, r.prompt_ids);
+    assert_eq!(ids, r.ids, "greedy ids across the sliding window equal mlx-lm's");
+
+    let backend = spawn(MlxOptions::new(&dir)).expect("loads");
+    let s = Sampling { ignore_eos: true, ..greedy(tokens as u32) };
+    let single = ask(&backend, GenRequest { messages: msgs.clone(), sampling: s, n: 1 }, None);
+    let batched = ask(&backend, GenRequest { messages: msgs, sampling: s, n: 3 }, None);
+    assert!(single.failures.is_empty() && batched.failures.is_empty(), "{:?}", batched.failures);
+    assert_eq!(single.metrics[0].generated_tokens as usize, tokens);
+    for t in &batched.texts {
+        assert_eq!(t, &single.texts[0], "each batched candidate = the single stream, across the window");
+    }
 }
 
 fn greedy(max_tokens: u32) -> Sampling {

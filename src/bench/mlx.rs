@@ -114,15 +114,25 @@ pub fn run(args: &BenchArgs, prepared: &Prepared) -> anyhow::Result<MlxReport> {
             runtime.block_on(measure(&backend, &prompts[..1], n, warm))?;
         }
     }
-    let mut reports = Vec::new();
-    for (mode, s) in &modes {
-        let mut lem = Vec::new();
-        for &n in &args.n {
-            eprintln!("lem-tui {mode}: N={n}");
-            lem.push(runtime.block_on(measure(&backend, &prompts, n, *s))?);
-        }
-        reports.push(ModeReport { mode: (*mode).to_owned(), sampling: *s, lem_tui: lem, peer: None });
+    // One request at a time in an interleaved order (see [`schedule`]), each cell's figures
+    // merged afterwards: a machine that slows down or speeds up during the run then weighs on
+    // every mode and N alike instead of on whichever was measured last.
+    let mut cells: Vec<Vec<Vec<Figures>>> = vec![vec![Vec::new(); args.n.len()]; modes.len()];
+    for (p, m, k) in schedule(prompts.len(), modes.len(), args.n.len()) {
+        let ((mode, s), n) = (&modes[m], args.n[k]);
+        eprintln!("lem-tui {mode}: N={n}, prompt {}", p + 1);
+        cells[m][k].push(runtime.block_on(measure(&backend, &prompts[p..=p], n, *s))?);
     }
+    let mut reports: Vec<ModeReport> = modes
+        .iter()
+        .zip(cells)
+        .map(|((mode, s), per_n)| ModeReport {
+            mode: (*mode).to_owned(),
+            sampling: *s,
+            lem_tui: per_n.iter().map(|runs| merge(runs, s.max_tokens)).collect(),
+            peer: None,
+        })
+        .collect();
     let memory = backend.memory().mlx;
     drop(backend);
 
@@ -167,6 +177,42 @@ pub fn run(args: &BenchArgs, prepared: &Prepared) -> anyhow::Result<MlxReport> {
         memory,
         mlx_env: crate::backend::mlx::process_env::report().into_iter().collect(),
     })
+}
+
+/// The order lem-tui's requests run in: (prompt, mode, N) indices. Prompt by prompt, every
+/// mode and N once per prompt, their order reversed on every other prompt, so each cell sees
+/// the same mix of early and late slots (the H200's step times drift by tens of percent from
+/// one request to the next; measured mode after mode, the drift read as a difference between
+/// modes).
+fn schedule(prompts: usize, modes: usize, ns: usize) -> Vec<(usize, usize, usize)> {
+    let mut out = Vec::with_capacity(prompts * modes * ns);
+    for p in 0..prompts {
+        let mut round: Vec<(usize, usize, usize)> = (0..modes).flat_map(|m| (0..ns).map(move |k| (p, m, k))).collect();
+        if p % 2 == 1 {
+            round.reverse();
+        }
+        out.extend(round);
+    }
+    out
+}
+
+/// One cell's figures from its requests' (one prompt each): means over the requests, as
+/// [`measure`] takes them over several prompts.
+#[allow(clippy::cast_precision_loss)]
+fn merge(runs: &[Figures], max_tokens: u32) -> Figures {
+    let count = runs.len().max(1) as f64;
+    let mean = |f: fn(&Figures) -> f64| runs.iter().map(f).sum::<f64>() / count;
+    let n = runs.first().map_or(1, |f| f.n);
+    let wall = mean(|f| f.wall_per_probe_s);
+    Figures {
+        n,
+        wall_per_probe_s: wall,
+        aggregate_tok_s: if wall > 0.0 { f64::from(n) * f64::from(max_tokens) / wall } else { 0.0 },
+        decode_tok_s: mean(|f| f.decode_tok_s),
+        ttft_ms: mean(|f| f.ttft_ms),
+        prefill_tok_s: mean(|f| f.prefill_tok_s),
+        prompt_tokens: runs.iter().flat_map(|f| f.prompt_tokens.iter().copied()).collect(),
+    }
 }
 
 fn peer_script(args: &BenchArgs) -> PathBuf {
@@ -305,4 +351,42 @@ fn sampling_label(s: &Sampling) -> String {
         return "argmax".into();
     }
     format!("temperature {}, top-k {}, top-p {}, repeat penalty {}", s.temperature, s.top_k, s.top_p, s.repeat_penalty)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_cell_runs_once_per_prompt_in_alternating_order() {
+        let order = schedule(3, 2, 2);
+        assert_eq!(order.len(), 12);
+        assert_eq!(&order[..4], &[(0, 0, 0), (0, 0, 1), (0, 1, 0), (0, 1, 1)]);
+        assert_eq!(&order[4..8], &[(1, 1, 1), (1, 1, 0), (1, 0, 1), (1, 0, 0)]);
+        for m in 0..2 {
+            for k in 0..2 {
+                let prompts: Vec<usize> = order.iter().filter(|o| o.1 == m && o.2 == k).map(|o| o.0).collect();
+                assert_eq!(prompts, [0, 1, 2]);
+            }
+        }
+    }
+
+    #[test]
+    fn merged_cell_is_the_mean_over_its_requests() {
+        let one = |wall: f64, decode: f64, tokens: u32| Figures {
+            n: 8,
+            wall_per_probe_s: wall,
+            aggregate_tok_s: 0.0,
+            decode_tok_s: decode,
+            ttft_ms: 10.0,
+            prefill_tok_s: 100.0,
+            prompt_tokens: vec![tokens],
+        };
+        let f = merge(&[one(1.0, 100.0, 51), one(3.0, 50.0, 46)], 128);
+        assert_eq!(f.n, 8);
+        assert!((f.wall_per_probe_s - 2.0).abs() < 1e-12);
+        assert!((f.aggregate_tok_s - 512.0).abs() < 1e-9);
+        assert!((f.decode_tok_s - 75.0).abs() < 1e-12);
+        assert_eq!(f.prompt_tokens, [51, 46]);
+    }
 }

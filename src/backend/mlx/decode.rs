@@ -34,6 +34,24 @@ struct StepSplit {
     build: Duration,
     wait: Duration,
     host: Duration,
+    /// Each step's whole time, for the spread within a request (a step slowing down as the
+    /// answer grows reads differently from a request that is slow throughout).
+    each: Vec<f32>,
+}
+
+impl StepSplit {
+    /// (median, 90th percentile, mean of the first 32, mean of the last 32) in ms.
+    fn spread(&self) -> (f32, f32, f32, f32) {
+        if self.each.is_empty() {
+            return (0.0, 0.0, 0.0, 0.0);
+        }
+        let mut sorted = self.each.clone();
+        sorted.sort_by(f32::total_cmp);
+        let at = |q: f32| sorted[((sorted.len() - 1) as f32 * q).round() as usize];
+        let mean = |s: &[f32]| s.iter().sum::<f32>() / s.len().max(1) as f32;
+        let k = self.each.len().min(32);
+        (at(0.5), at(0.9), mean(&self.each[..k]), mean(&self.each[self.each.len() - k..]))
+    }
 }
 
 /// A candidate in the batch: its bookkeeping and its detokenizer.
@@ -214,6 +232,7 @@ impl MlxEngine {
             let Some(mut next) = next.filter(|_| !keep.is_empty()) else {
                 split.host += t_host.elapsed();
                 let per_step = |d: Duration| d.as_secs_f64() * 1000.0 / f64::from(steps.max(1));
+                let (p50, p90, first, last) = split.spread();
                 // MLX's own figures as the request ends: beside the step split, what the next
                 // request inherits.
                 let mem = readings(*cache_high);
@@ -225,6 +244,10 @@ impl MlxEngine {
                     step_build_ms = per_step(split.build),
                     step_wait_ms = per_step(split.wait),
                     step_host_ms = per_step(split.host),
+                    step_p50_ms = p50,
+                    step_p90_ms = p90,
+                    step_first32_ms = first,
+                    step_last32_ms = last,
                     active_mib = mem.active / MIB,
                     cache_mib = mem.cache / MIB,
                     peak_mib = mem.peak / MIB,
@@ -252,6 +275,7 @@ impl MlxEngine {
             cur = next;
             steps += 1;
             split.host += t_host.elapsed();
+            split.each.push(t_build.elapsed().as_secs_f32() * 1000.0);
             let every = *clear_cache_every;
             if every > 0 && steps.is_multiple_of(every) {
                 *cache_high = (*cache_high).max(readings(0).cache);
