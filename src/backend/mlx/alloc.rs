@@ -188,7 +188,8 @@ pub fn kv_row_bytes(cfg: &ModelConfig, positions: u64, elem_bytes: u64) -> u64 {
     (0..cfg.layers)
         .map(|i| {
             let held = match cfg.sliding_window {
-                Some((w, _)) if cfg.is_sliding(i) => positions.min(w as u64),
+                // Sliding layers grow their ring 256 positions at a time up to the window.
+                Some((w, _)) if cfg.is_sliding(i) => grown.min(w as u64),
                 _ => grown,
             };
             held * per_pos
