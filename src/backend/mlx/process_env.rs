@@ -5,10 +5,11 @@
 //! `LEM_TUI_MLX_OPS_PER_GRAPH` (a count) its `MLX_MAX_OPS_PER_BUFFER`, and
 //! `LEM_TUI_MLX_GRAPH_CACHE` (a count) its `MLX_CUDA_GRAPH_CACHE_SIZE` (400 executable graphs,
 //! kept across requests: a suspect in decode steps that slow from one request to the next),
-//! unless the operator set MLX's own variable (theirs wins). Unset, MLX's defaults stand. On MLX's CUDA backend (0.32) a
-//! step's kernels are recorded into CUDA graphs, 100 operations each on an H100 or H200, and
-//! every graph is updated or instantiated again and launched; with graphs off each kernel is
-//! launched on the stream as it is encoded. On an H200 neither graphs off nor 400 operations
+//! unless the operator set MLX's own variable (theirs wins). Unset, MLX's defaults stand.
+//!
+//! On MLX's CUDA backend (0.32) a step's kernels are recorded into CUDA graphs, 100 operations
+//! each on an H100 or H200, and every graph is updated or instantiated again and launched; with
+//! graphs off each kernel is launched on the stream as it is encoded. On an H200 neither graphs off nor 400 operations
 //! per graph beat MLX's defaults beyond the runs' noise (assets/bench/mlx-h200.md, third round),
 //! so lem-tui sets nothing unless asked; the knobs are there to measure the next host with one
 //! binary (`scripts/mlx-cuda ab`). `lem-tui bench` records the settings in its report, and its
