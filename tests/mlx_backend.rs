@@ -337,7 +337,9 @@ fn logits_rows(rows: usize, vocab: usize, seed: u64) -> Vec<Vec<f32>> {
 }
 
 /// The device chain and the CPU sampler (the reference) pick the same token from the same
-/// logits, generated tokens and uniform draw, for LEM's settings and the chain's other cuts.
+/// logits, generated tokens and uniform draw, for LEM's settings and the chain's other cuts:
+/// the chain compiled (the default) and op by op, and compiled again when the batch narrows
+/// (a new trace for the new width).
 #[test]
 fn device_sampler_picks_what_the_cpu_sampler_picks() {
     use lem_tui::backend::mlx::sample::Chain;
@@ -366,25 +368,38 @@ fn device_sampler_picks_what_the_cpu_sampler_picks() {
     ];
     let mut compared = 0;
     for s in settings {
-        let chain = Chain::new(&s);
-        for step in 0..40 {
-            let u: Vec<f32> = (0..rows).map(|r| ((step * 7 + r * 13) % 41) as f32 / 41.0 + 0.005).collect();
-            let picked =
-                chain.pick(&dev_logits, Some(&dev_hist), &Array::from_slice(&u, &[rows as i32])).expect("pick");
-            picked.eval().expect("eval");
-            let dev: Vec<u32> = picked.as_slice::<u32>().to_vec();
-            for r in 0..rows {
-                let mut cpu = Sampler::new(&s, 0);
-                for &t in &history[r] {
-                    cpu.accept(t as u32);
+        for compiled in [true, false] {
+            let chain = Chain::new(&s).with_compiled(compiled);
+            for step in 0..40 {
+                // The last steps drop the third row, as when a candidate finishes.
+                let live = if step < 30 { rows } else { rows - 1 };
+                let (l, h) = if live == rows {
+                    (dev_logits.clone(), dev_hist.clone())
+                } else {
+                    let n = live as i32;
+                    (
+                        Array::from_slice(&flat[..live * vocab], &[n, vocab as i32]),
+                        Array::from_slice(&history[..live].concat(), &[n, 4]),
+                    )
+                };
+                let u: Vec<f32> = (0..live).map(|r| ((step * 7 + r * 13) % 41) as f32 / 41.0 + 0.005).collect();
+                let picked = chain.pick(&l, Some(&h), &Array::from_slice(&u, &[live as i32])).expect("pick");
+                picked.eval().expect("eval");
+                let dev: Vec<u32> = picked.as_slice::<u32>().to_vec();
+                assert_eq!(dev.len(), live);
+                for r in 0..live {
+                    let mut cpu = Sampler::new(&s, 0);
+                    for &t in &history[r] {
+                        cpu.accept(t as u32);
+                    }
+                    let want = cpu.pick(&mut logits[r].clone(), f64::from(u[r]));
+                    assert_eq!(dev[r], want, "{s:?}, compiled {compiled}, row {r}, u {}", u[r]);
+                    compared += 1;
                 }
-                let want = cpu.pick(&mut logits[r].clone(), f64::from(u[r]));
-                assert_eq!(dev[r], want, "{s:?}, row {r}, u {}", u[r]);
-                compared += 1;
             }
         }
     }
-    assert_eq!(compared, 5 * 40 * 3);
+    assert_eq!(compared, 5 * 2 * (30 * 3 + 10 * 2));
 }
 
 /// lem-tui holds `memory_limit` itself (MLX does not): candidates whose KV caches would not fit
@@ -487,9 +502,9 @@ fn two_pass_top_k_keeps_what_one_pass_keeps() {
         }
     }
     let s = Sampling { temperature: 0.8, top_k: 40, top_p: 0.95, repeat_penalty: 1.1, ..Sampling::default() };
-    let chain = Chain::new(&s).with_two_pass_top_k(true);
     let hist = Array::from_slice(&[5i32, 9, 5, 7, 7, 7], &[rows as i32, 2]);
-    for step in 0..20 {
+    for (step, compiled) in (0..20).flat_map(|i| [(i, true), (i, false)]) {
+        let chain = Chain::new(&s).with_two_pass_top_k(true).with_compiled(compiled);
         let u: Vec<f32> = (0..rows).map(|r| ((step * 11 + r * 5) % 37) as f32 / 37.0 + 0.01).collect();
         let picked = chain.pick(&dev, Some(&hist), &Array::from_slice(&u, &[rows as i32])).expect("pick");
         picked.eval().expect("eval");
@@ -501,7 +516,7 @@ fn two_pass_top_k_keeps_what_one_pass_keeps() {
             assert_eq!(
                 picked.as_slice::<u32>()[r],
                 cpu.pick(&mut logits[r].clone(), f64::from(u[r])),
-                "row {r}, step {step}"
+                "row {r}, step {step}, compiled {compiled}"
             );
         }
     }

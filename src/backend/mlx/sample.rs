@@ -17,10 +17,12 @@
 //! steps at a time ([`RowSampler`]). On MLX's CUDA backend an array made on the host lives in
 //! managed memory that the GPU then reads, an allocation and a transfer per array.
 
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
 
+use mlx_rs::error::Exception;
 use mlx_rs::ops::indexing::{IndexOp, argmax_axis, take_along_axis};
 use mlx_rs::ops::{self, argpartition_axis, argsort_axis, concatenate, cumsum};
+use mlx_rs::transforms::compile::compile;
 use mlx_rs::{Array, Dtype};
 
 use super::model::R;
@@ -36,19 +38,46 @@ const DRAW_BLOCK: usize = 64;
 
 /// The chain's settings, shared by every row of a request, and its constants as arrays (made
 /// once, not every step).
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Chain {
+    repeat_penalty: f32,
+    cut: Cut,
+    /// The cut as one compiled MLX function, traced on first use (see [`Compiled`]); `None`
+    /// runs it op by op.
+    compiled: Option<Compiled>,
+}
+
+/// Everything after the repeat penalty: temperature, the top-k / top-p / min-p cut and the
+/// draw. Its inputs keep their shapes for a whole request (`[rows, vocab]` and `[rows]`), so it
+/// can be compiled; the penalty's history grows every step, so it stays outside.
+#[derive(Clone, Debug)]
+struct Cut {
     temperature: f32,
     top_k: i32,
     top_p: f32,
     min_p: f32,
-    repeat_penalty: f32,
     /// Top-k in two passes over pieces of the row (see [`top_k`]) rather than one partition
     /// of the whole row.
     two_pass_top_k: bool,
     c: Consts,
     /// Each top-k piece's first id, `[1, pieces, 1]`, once the vocabulary is known.
     starts: OnceCell<Array>,
+}
+
+type CutFn = Box<dyn FnMut(&[Array]) -> Result<Vec<Array>, Exception>>;
+
+/// The cut compiled with `mx.compile`, as mlx-lm compiles its samplers. On a GPU a decode step
+/// is bound by the host building and launching its graph, and the cut is some 50 small
+/// operations on top of the model's: compiled, MLX replays a recorded graph and fuses its
+/// element-wise runs into single kernels. It is traced once per batch width (rows leave as
+/// candidates finish); the trace is the eager path's own operations, so both give the same
+/// tokens (tests/mlx_backend.rs checks them against each other and the CPU sampler).
+struct Compiled(RefCell<CutFn>);
+
+impl std::fmt::Debug for Compiled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Compiled")
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -66,6 +95,12 @@ struct Consts {
 fn two_pass_default() -> bool {
     static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ON.get_or_init(|| std::env::var("LEM_TUI_MLX_TOPK").as_deref() != Ok("sort"))
+}
+
+/// `LEM_TUI_MLX_SAMPLER=eager`: the cut op by op instead of compiled (the before/after).
+fn compiled_default() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("LEM_TUI_MLX_SAMPLER").as_deref() != Ok("eager"))
 }
 
 /// The `k` largest entries of each row of `l` (`[rows, vocab]`): their ids and values, in no
@@ -117,12 +152,11 @@ fn top_k_with(l: &Array, k: i32, two_pass: bool, starts: &OnceCell<Array>) -> R<
 
 impl Chain {
     pub fn new(s: &Sampling) -> Self {
-        Self {
+        let cut = Cut {
             temperature: s.temperature,
             top_k: s.top_k,
             top_p: s.top_p,
             min_p: s.min_p,
-            repeat_penalty: s.repeat_penalty,
             two_pass_top_k: two_pass_default(),
             c: Consts {
                 zero: Array::from_f32(0.0),
@@ -134,16 +168,29 @@ impl Chain {
                 min_p: Array::from_f32(s.min_p),
             },
             starts: OnceCell::new(),
-        }
+        };
+        Self { repeat_penalty: s.repeat_penalty, cut, compiled: None }.with_compiled(compiled_default())
     }
 
     /// The same chain with the top-k in one pass or two (the tests compare them).
-    pub fn with_two_pass_top_k(self, on: bool) -> Self {
-        Self { two_pass_top_k: on, ..self }
+    pub fn with_two_pass_top_k(mut self, on: bool) -> Self {
+        self.cut.two_pass_top_k = on;
+        let compiled = self.compiled.is_some();
+        self.with_compiled(compiled)
+    }
+
+    /// The same chain with its cut compiled or run op by op (the tests compare them).
+    pub fn with_compiled(mut self, on: bool) -> Self {
+        self.compiled = (on && !self.is_greedy()).then(|| {
+            let cut = self.cut.clone();
+            let f = move |x: &[Array]| -> Result<Vec<Array>, Exception> { Ok(vec![cut.pick(&x[0], &x[1])?]) };
+            Compiled(RefCell::new(Box::new(compile(f, false))))
+        });
+        self
     }
 
     pub fn is_greedy(&self) -> bool {
-        self.temperature <= 0.0
+        self.cut.temperature <= 0.0
     }
 
     fn penalises(&self) -> bool {
@@ -157,9 +204,9 @@ impl Chain {
         let Some(h) = history.filter(|_| self.penalises()) else {
             return Ok(logits);
         };
-        let p = &self.c.penalty;
+        let (p, zero) = (&self.cut.c.penalty, &self.cut.c.zero);
         let sel = take_along_axis(&logits, h, -1)?;
-        let pen = ops::select(&sel.gt(&self.c.zero)?, sel.divide(p)?, sel.multiply(p)?)?;
+        let pen = ops::select(&sel.gt(zero)?, sel.divide(p)?, sel.multiply(p)?)?;
         ops::indexing::put_along_axis(&logits, h, &pen, -1)
     }
 
@@ -170,6 +217,19 @@ impl Chain {
         if self.is_greedy() {
             return argmax_axis(&l, -1, None);
         }
+        match &self.compiled {
+            Some(Compiled(f)) => {
+                let out = (f.borrow_mut())(&[l, uniforms.clone()])?;
+                out.into_iter().next().ok_or_else(|| Exception::custom("compiled sampler returned nothing"))
+            }
+            None => self.cut.pick(&l, uniforms),
+        }
+    }
+}
+
+impl Cut {
+    /// The tokens of penalised f32 logits `l` (`[rows, vocab]`) for draws `uniforms` (`[rows]`).
+    fn pick(&self, l: &Array, uniforms: &Array) -> R<Array> {
         let l = l.multiply(&self.c.inv_temperature)?;
         let vocab = l.shape()[1];
         let max = l.max_axis(-1, true)?;
@@ -249,7 +309,7 @@ impl RowSampler {
     pub fn next(&mut self, logits: &Array) -> R<Array> {
         if self.chain.is_greedy() {
             // A greedy pick never reads the draws.
-            return self.chain.pick(logits, self.history.as_ref(), &self.chain.c.zero);
+            return self.chain.pick(logits, self.history.as_ref(), &self.chain.cut.c.zero);
         }
         let uniforms = self.uniforms()?;
         self.chain.pick(logits, self.history.as_ref(), &uniforms)
