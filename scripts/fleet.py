@@ -12,6 +12,9 @@ client process, start-up included, and lem-tui's own figure over its run), each 
 share of the candidates, and the client's own CPU time (user + system, from wait4) per
 generated token, so that the pool is never the bottleneck unnoticed.
 
+`--in-flight 1,4` runs each fleet size with lem-tui keeping 1 and then 4 probes in flight
+(`--probes-in-flight`): one probe's best-of-8 is at most 8 streams over the whole fleet.
+
 `--kill-one K` adds a run over K servers in which server 0 is SIGKILLed --kill-after seconds
 into the run (with requests in flight on it), and checks that nothing was lost or written twice: exit code 0, every probe decided once
 (kept + skipped = probes), the lesson file's lines whole JSON objects, one per kept probe,
@@ -132,20 +135,22 @@ def gen_probes(n, out):
     return str(out)
 
 
-def distill(label, servers, a, work, probes, kill=None, max_tokens=None):
+def distill(label, servers, a, work, probes, kill=None, max_tokens=None, in_flight=1):
     max_tokens = max_tokens or a.max_tokens
     out = work / f"{label}.jsonl"
     for f in (out, work / f"{label}.db"):
         f.unlink(missing_ok=True)
     cmd = [a.lem, "distill", "--headless", "--probes", probes, "--runs", str(a.runs),
            "--max-tokens", str(max_tokens), "--seed", "1", "--min-score", str(a.min_score),
-           "--output", str(out), "--concurrency", str(a.concurrency), "--endpoint-wait", "60"]
+           "--output", str(out), "--concurrency", str(a.concurrency), "--endpoint-wait", "60",
+           "--probes-in-flight", str(in_flight)]
     if a.lem_model:
         cmd += ["--model", a.lem_model]
     for s in servers:
         cmd += ["--endpoint", s.url + "/v1"]
     env = dict(os.environ, LEM_TUI_STORE=str(work / f"{label}.db"), LEM_TUI_LOG=str(work / f"{label}.log"))
-    say(f"{label}: {len(servers)} endpoint(s), probes {probes}, best-of-{a.runs}, {max_tokens} tokens")
+    say(f"{label}: {len(servers)} endpoint(s), probes {probes}, best-of-{a.runs}, {max_tokens} tokens, "
+        f"{in_flight} probe(s) in flight")
     err = open(work / f"{label}.err", "w")
     t0 = time.monotonic()
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, env=env, cwd=a.root)
@@ -182,7 +187,8 @@ def distill(label, servers, a, work, probes, kill=None, max_tokens=None):
         e["share"] = e["candidates"] / total
     cpu = ru.ru_utime + ru.ru_stime
     r = {
-        "label": label, "servers": len(servers), "exit": p.returncode, "probes_set": probes,
+        "label": label, "servers": len(servers), "probes_in_flight": in_flight, "exit": p.returncode,
+        "probes_set": probes,
         "probes": num(r"^Probes:\s+(\d+)", int), "kept": num(r"^Kept:\s+(\d+)", int),
         "skipped": num(r"^Skipped:\s+(\d+)", int), "runs": a.runs, "max_tokens": max_tokens,
         "wall_s": wall, "tokens": tokens, "aggregate_tok_s": tokens / wall if wall else 0,
@@ -249,6 +255,8 @@ def main():
     ap.add_argument("--max-tokens", type=int, default=256)
     ap.add_argument("--min-score", type=float, default=0.01)
     ap.add_argument("--concurrency", type=int, default=0, help="requests per endpoint (default: --slots)")
+    ap.add_argument("--in-flight", default="1",
+                    help="lem-tui --probes-in-flight values to run at each fleet size (comma-separated)")
     ap.add_argument("--kill-one", type=int, default=0, help="also a run over this many servers, one killed")
     ap.add_argument("--kill-after", type=float, default=5.0, help="seconds into the kill-one run")
     ap.add_argument("--kill-probes", default="", help="probe set of the kill-one run (default: the first)")
@@ -268,6 +276,7 @@ def main():
             sets.append((f"gen{n}", gen_probes(n, work / f"probes-gen{n}.json"), tokens))
         else:
             sets.append((s, s, tokens))
+    in_flight = [int(x) for x in a.in_flight.split(",") if x]
     report = {"model": a.model, "server_cmd": a.server_cmd, "slots": a.slots, "gpus": gpus(), "runs": []}
 
     def save():
@@ -278,9 +287,11 @@ def main():
         servers = start_fleet(k, a, work)
         try:
             for name, probes, tokens in sets:
-                r, _ = distill(f"k{k}-{name}", servers, a, work, probes, max_tokens=tokens)
-                report["runs"].append(r)
-                save()
+                for w in in_flight:
+                    label = f"k{k}-{name}" + (f"-w{w}" if w != 1 else "")
+                    r, _ = distill(label, servers, a, work, probes, max_tokens=tokens, in_flight=w)
+                    report["runs"].append(r)
+                    save()
         finally:
             for s in servers:
                 s.stop()
@@ -288,7 +299,8 @@ def main():
         name, probes, tokens = next((s for s in sets if s[0] == a.kill_probes), sets[0])
         servers = start_fleet(a.kill_one, a, work)
         try:
-            r, out = distill(f"kill-one-k{a.kill_one}-{name}", servers, a, work, probes, kill=0, max_tokens=tokens)
+            r, out = distill(f"kill-one-k{a.kill_one}-{name}", servers, a, work, probes, kill=0, max_tokens=tokens,
+                             in_flight=in_flight[-1])
         finally:
             for s in servers:
                 s.stop()

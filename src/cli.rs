@@ -173,6 +173,11 @@ pub struct DistillArgs {
     /// Generate a probe's candidates one after another, as LEM does, instead of as one batch.
     #[arg(long)]
     pub sequential: bool,
+    /// Probes generated at once in auto mode (headless): their requests go out together, so an
+    /// endpoint pool has N × runs candidates to spread over its servers. Decisions and lesson
+    /// lines keep probe order. Not with --sequential.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub probes_in_flight: u32,
     /// Model layers to offload to the GPU (llama.cpp); 0 keeps the model on the CPU. Default: all
     /// of them when llama.cpp has a GPU backend (a CUDA build), else 0.
     #[arg(long, value_name = "N")]
@@ -339,6 +344,7 @@ pub fn normalise_go_flags(args: impl IntoIterator<Item = String>) -> Vec<String>
         "seed",
         "threads",
         "sequential",
+        "probes-in-flight",
         "gpu-layers",
         "sampler",
         "max-tokens",

@@ -48,6 +48,10 @@ pub struct DistillConfig {
     pub signature: Option<String>,
     /// Generate a probe's candidates one after another (as LEM does) instead of as one batch.
     pub sequential: bool,
+    /// Probes generated at once in auto mode (1: one at a time). Their requests go out
+    /// together, so a backend that serves requests side by side (an endpoint pool) has
+    /// `probes_in_flight × runs` candidates to spread; decisions still follow probe order.
+    pub probes_in_flight: u32,
     pub output: PathBuf,
 }
 

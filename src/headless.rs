@@ -1,6 +1,7 @@
 //! The headless run: the engine's events printed as LEM's stderr lines, plus a progress bar
 //! with ETA when stderr is a terminal (drawn with indicatif, which keeps it below the lines).
 
+use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::sync::Arc;
 use std::time::Duration;
@@ -100,10 +101,9 @@ pub async fn run(
     #[cfg(feature = "failpoints")]
     let mut undo_hook = crate::failpoint::UndoHook::from_env(ctl_tx.clone());
 
-    // The run numbers the engine gave the probe in progress, in order, and those finished.
-    let mut order: Vec<u32> = Vec::new();
-    let mut finished: Vec<Candidate> = Vec::new();
-    let mut printed = 0usize;
+    // Per probe in progress (several with --probes-in-flight): the run numbers the engine gave
+    // it, in order, the candidates finished and not yet printed, and how many were printed.
+    let mut progress: HashMap<usize, (Vec<u32>, Vec<Candidate>, usize)> = HashMap::new();
     let mut last = None;
     let mut tokens = 0u64;
     let line = |probe: usize, c: &Candidate| {
@@ -122,9 +122,7 @@ pub async fn run(
         undo_hook.see(&ev).await;
         match ev {
             EngineEvent::ProbeStarted { probe, runs } => {
-                order = runs;
-                finished.clear();
-                printed = 0;
+                progress.insert(probe, (runs, Vec::new(), 0));
                 if let Some(bar) = &bar {
                     bar.set_message(probes[probe].id.clone());
                 }
@@ -133,15 +131,17 @@ pub async fn run(
                 tokens += 1;
             }
             EngineEvent::CandidateDone { probe, candidate } => {
+                let (order, finished, printed) = progress.entry(probe).or_default();
                 finished.push(candidate);
                 // Batched candidates finish out of order; LEM's lines are in run order.
-                while let Some(run) = order.get(printed) {
+                while let Some(run) = order.get(*printed) {
                     let Some(at) = finished.iter().position(|c| c.run == *run) else { break };
                     out.line(&line(probe, &finished.swap_remove(at)));
-                    printed += 1;
+                    *printed += 1;
                 }
             }
             EngineEvent::ProbeDecided { probe, decision, best } => {
+                progress.remove(&probe);
                 let id = &probes[probe].id;
                 decided += 1;
                 memlog.record(decided, id);

@@ -198,6 +198,7 @@ pub fn prepare(args: &DistillArgs) -> anyhow::Result<Prepared> {
         kernel: resolved.kernel.as_ref().map(|k| k.text.clone()),
         signature: resolved.signature.as_ref().map(|k| k.text.clone()),
         sequential: args.sequential,
+        probes_in_flight: args.probes_in_flight,
         output,
     };
     let threads = args

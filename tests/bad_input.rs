@@ -105,7 +105,7 @@ fn probe_files_that_are_not_arrays_of_probes_are_refused() {
 fn negative_and_absurd_limits_name_the_flag_or_field() {
     let _deadline = common::deadline(Duration::from_secs(300));
     let root = common::scratch_root(PROBES);
-    let cases: [(&[&str], &[&str]); 9] = [
+    let cases: [(&[&str], &[&str]); 11] = [
         (&["--runs=-1"], &["--runs", "negative"]),
         (&["--mem-limit=-4"], &["--mem-limit", "negative"]),
         (&["--min-score=-1"], &["--min-score", "negative"]),
@@ -115,6 +115,8 @@ fn negative_and_absurd_limits_name_the_flag_or_field() {
         (&["--cache-limit", "99999"], &["--cache-limit", "distill.cache_limit"]),
         (&["--threads", "0"], &["--threads", "1-1024"]),
         (&["--min-score", "1000"], &["--min-score", "scorer.min_score", "0-100"]),
+        (&["--probes-in-flight", "4"], &["--probes-in-flight", "needs --headless"]),
+        (&["--headless", "--sequential", "--probes-in-flight", "2"], &["--probes-in-flight", "--sequential"]),
     ];
     for (flags, needles) in cases {
         let mut args = vec!["--dry-run", "--probes", "probes.json"];

@@ -85,6 +85,17 @@ async fn killing_a_server_mid_stream_loses_and_duplicates_nothing() {
 
 #[test]
 fn headless_run_survives_a_killed_endpoint_and_reports_it() {
+    headless_run_with_a_killed_endpoint(1);
+}
+
+/// The same with every probe generated at once (`--probes-in-flight 4`): the kill hits all of
+/// them mid-stream, and the lines still come out once each, in probe order.
+#[test]
+fn probes_in_flight_survive_a_killed_endpoint_and_keep_probe_order() {
+    headless_run_with_a_killed_endpoint(4);
+}
+
+fn headless_run_with_a_killed_endpoint(in_flight: u32) {
     let _deadline = common::deadline(Duration::from_secs(600));
     let (a, mut b) = two_servers();
     let probes: Vec<serde_json::Value> = (1..=4)
@@ -97,6 +108,7 @@ fn headless_run_survives_a_killed_endpoint_and_reports_it() {
         .env("LEM_TUI_STORE", root.path().join("store.db"))
         .args(["distill", "--headless", "--probes", "probes.json", "--runs", "3", "--max-tokens", "96", "--seed", "3"])
         .args(["--min-score", "1", "--concurrency", "2", "--endpoint", &a.url(), "--endpoint", &b.url()])
+        .args(["--probes-in-flight", &in_flight.to_string()])
         .stderr(Stdio::piped())
         .spawn()
         .expect("runs");
@@ -126,7 +138,20 @@ fn headless_run_survives_a_killed_endpoint_and_reports_it() {
     assert!(text.contains(&format!("Endpoint: {} up:", a.url())), "{text}");
     let lesson = root.path().join("training/lem/model/smollm2/135m/lesson-0.jsonl");
     let kept = text.matches("✓ KEPT").count();
-    assert_eq!(std::fs::read_to_string(lesson).expect("lesson").lines().count(), kept);
+    let chapters: Vec<String> = std::fs::read_to_string(lesson)
+        .expect("lesson")
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("a whole JSON line");
+            let user = v["messages"][0]["content"].as_str().expect("user turn").to_owned();
+            user.rsplit("Chapter ").next().expect("a chapter").to_owned()
+        })
+        .collect();
+    assert_eq!(chapters.len(), kept, "{text}");
+    let mut sorted = chapters.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(chapters, sorted, "each probe's line once, in probe order");
 }
 
 /// utime + stime of a process, in clock ticks (USER_HZ, 100 on Linux).

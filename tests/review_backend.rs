@@ -60,6 +60,7 @@ async fn more_candidates_for_an_ingested_prompt_from_a_real_model() {
         kernel: None,
         signature: None,
         sequential: false,
+        probes_in_flight: 1,
         output: output.clone(),
     };
     let s = lem_tui::commands::review::open_session_with(

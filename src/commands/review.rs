@@ -197,6 +197,7 @@ pub fn open_session_with(
         kernel: spec.kernel.clone(),
         signature: spec.signature.clone(),
         sequential: generation.is_some_and(|g| g.sequential),
+        probes_in_flight: 1,
         output: spec.output.clone(),
     };
     let engine = Engine {

@@ -3,6 +3,7 @@
 use std::collections::HashSet;
 
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::run::{Run, limits_answer};
 use super::{Candidate, Control, DistillError, EngineEvent, Outcome};
@@ -41,23 +42,10 @@ impl Run {
                         let Some(ev) = ev else { break };
                         self.on_job_event(i, run0, &prompt_imprint, sampling, ev).await?;
                     }
-                    c = self.control.recv(), if self.control_open => match c {
-                        None => self.control_open = false,
+                    c = self.control.recv(), if self.control_open => {
                         // The rest of this probe's candidates are not generated either.
-                        Some(Control::CancelGeneration) => { cancelled = true; job.cancel(); }
-                        Some(Control::Stop { now: true }) => { self.stop = true; self.cancel.cancel(); }
-                        Some(
-                            c @ (Control::Review { .. }
-                            | Control::Undo
-                            | Control::Tag { .. }
-                            | Control::Bulk { .. }
-                            | Control::Reopen { .. }
-                            | Control::AddEdit { .. }),
-                        ) => {
-                            self.deferred.push_back(c);
-                        }
-                        Some(c) => { self.apply(c, None).await?; }
-                    },
+                        cancelled |= self.on_control_while_generating(c, std::slice::from_ref(&job)).await?;
+                    }
                     (limits, answer) = limits_answer(&mut self.pending_limits), if !self.pending_limits.is_empty() => {
                         self.on_limits_answer(limits, answer).await;
                     }
@@ -65,6 +53,106 @@ impl Run {
             }
         }
         Ok(())
+    }
+
+    /// Generates several probes' missing candidates at once (`(probe, count)` each, one
+    /// request per run of consecutive run numbers, all sent before any is read), so a backend
+    /// that serves requests side by side has them all. Each candidate is stored as it finishes,
+    /// as in [`Self::generate`]; the probes are decided afterwards, in order, by the caller.
+    pub(super) async fn generate_wave(&mut self, wave: &[(usize, u32)]) -> Result<(), DistillError> {
+        struct Sent {
+            probe: usize,
+            run0: u32,
+            sampling: Sampling,
+            /// The probe's prompt in `imprints`.
+            imprint: usize,
+        }
+        let mut sent: Vec<Sent> = Vec::new();
+        let mut imprints: Vec<Imprint> = Vec::new();
+        let mut jobs: Vec<CancellationToken> = Vec::new();
+        // Every request's events, tagged with the request, on one bounded channel; each
+        // forwarder ends when its request's channel closes (the request is over) or this side
+        // is gone.
+        let (tx, mut rx) = mpsc::channel::<(usize, JobEvent)>(TOKEN_CHANNEL);
+        let mut guards = Vec::new();
+        for &(i, count) in wave {
+            let runs = next_runs(&self.candidates[i], count);
+            self.emit(EngineEvent::ProbeStarted { probe: i, runs: runs.clone() }).await;
+            let prompt = self.eng.probes[i].prompt.clone();
+            imprints.push(self.eng.scorer.imprint(&prompt));
+            for chunk in requests(&runs, runs.len().max(1)) {
+                let (run0, n) = (chunk[0], u32::try_from(chunk.len()).unwrap_or(u32::MAX));
+                let mut sampling = self.eng.cfg.sampling;
+                sampling.temperature = self.settings.temperature;
+                sampling.seed = self.eng.cfg.sampling.seed.wrapping_add(u64::from(run0));
+                let req = GenRequest { messages: vec![Message::user(prompt.clone())], sampling, n };
+                let (job_tx, mut job_rx) = mpsc::channel(TOKEN_CHANNEL);
+                let job = self.cancel.child_token();
+                // Returning early (an error) cancels the requests still running.
+                guards.push(job.clone().drop_guard());
+                self.eng.backend.generate(req, job_tx, job.clone())?;
+                let (tx, k) = (tx.clone(), sent.len());
+                tokio::spawn(async move {
+                    while let Some(ev) = job_rx.recv().await {
+                        if tx.send((k, ev)).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+                sent.push(Sent { probe: i, run0, sampling, imprint: imprints.len() - 1 });
+                jobs.push(job);
+            }
+        }
+        drop(tx);
+        loop {
+            tokio::select! {
+                ev = rx.recv() => {
+                    let Some((k, ev)) = ev else { break };
+                    let r = &sent[k];
+                    let (probe, run0, sampling) = (r.probe, r.run0, r.sampling);
+                    self.on_job_event(probe, run0, &imprints[r.imprint], sampling, ev).await?;
+                }
+                c = self.control.recv(), if self.control_open => {
+                    self.on_control_while_generating(c, &jobs).await?;
+                }
+                (limits, answer) = limits_answer(&mut self.pending_limits), if !self.pending_limits.is_empty() => {
+                    self.on_limits_answer(limits, answer).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A control that arrives while candidates are generating (`jobs`: the requests in flight).
+    /// Returns true when it cancelled them.
+    async fn on_control_while_generating(
+        &mut self,
+        c: Option<Control>,
+        jobs: &[CancellationToken],
+    ) -> Result<bool, DistillError> {
+        match c {
+            None => self.control_open = false,
+            Some(Control::CancelGeneration) => {
+                jobs.iter().for_each(CancellationToken::cancel);
+                return Ok(true);
+            }
+            Some(Control::Stop { now: true }) => {
+                self.stop = true;
+                self.cancel.cancel();
+            }
+            Some(
+                c @ (Control::Review { .. }
+                | Control::Undo
+                | Control::Tag { .. }
+                | Control::Bulk { .. }
+                | Control::Reopen { .. }
+                | Control::AddEdit { .. }),
+            ) => self.deferred.push_back(c),
+            Some(c) => {
+                self.apply(c, None).await?;
+            }
+        }
+        Ok(false)
     }
 
     pub(super) async fn on_job_event(

@@ -207,18 +207,31 @@ impl Run {
             };
             match job {
                 Job::Generate(i) | Job::Resume(i) => {
-                    let have = self.candidates[i].iter().filter(|c| c.outcome != Outcome::Cancelled).count();
-                    let runs = self.settings.runs.saturating_sub(u32::try_from(have).unwrap_or(u32::MAX));
-                    if runs > 0 {
-                        self.generate(i, runs).await?;
+                    let wave = self.wave_from(i);
+                    let missing: Vec<(usize, u32)> =
+                        wave.iter().map(|&p| (p, self.missing_runs(p))).filter(|&(_, runs)| runs > 0).collect();
+                    match missing.as_slice() {
+                        [] => {}
+                        &[(p, runs)] if wave.len() == 1 => self.generate(p, runs).await?,
+                        several => self.generate_wave(several).await?,
                     }
-                    if self.eng_cancelled() {
-                        self.summary.stopped_early = Some(format!("cancelled during {}", self.eng.probes[i].id));
-                        return Ok(());
-                    }
-                    match self.settings.mode {
-                        CurationMode::Auto => self.auto_decide(i).await?,
-                        CurationMode::Review => self.queue.push_front(Job::Review(i)),
+                    // Decided in queue order, as one at a time would: the lesson's lines and
+                    // undo's order do not depend on how many probes were generated at once.
+                    for (k, &p) in wave.iter().enumerate() {
+                        if self.eng_cancelled() {
+                            self.summary.stopped_early = Some(format!("cancelled during {}", self.eng.probes[p].id));
+                            return Ok(());
+                        }
+                        match self.settings.mode {
+                            CurationMode::Auto => self.auto_decide(p).await?,
+                            CurationMode::Review => {
+                                // Switched to review mid-wave: the rest wait for the operator.
+                                for &q in wave[k..].iter().rev() {
+                                    self.queue.push_front(Job::Review(q));
+                                }
+                                break;
+                            }
+                        }
                     }
                 }
                 // Whatever the operator did (decided, reopened an earlier probe, stopped), the
@@ -229,6 +242,33 @@ impl Run {
                 }
             }
         }
+    }
+
+    /// Candidates probe `i` still needs for this run's `runs`.
+    fn missing_runs(&self, i: usize) -> u32 {
+        let have = self.candidates[i].iter().filter(|c| c.outcome != Outcome::Cancelled).count();
+        self.settings.runs.saturating_sub(u32::try_from(have).unwrap_or(u32::MAX))
+    }
+
+    /// Probe `i` (just taken from the queue) and, in auto mode with `probes_in_flight` above 1,
+    /// the probes queued right behind it to generate with it.
+    fn wave_from(&mut self, i: usize) -> Vec<usize> {
+        let mut wave = vec![i];
+        let width = if self.settings.mode == CurationMode::Auto && !self.eng.cfg.sequential {
+            self.eng.cfg.probes_in_flight.max(1) as usize
+        } else {
+            1
+        };
+        while wave.len() < width {
+            match self.queue.front() {
+                Some(&(Job::Generate(p) | Job::Resume(p))) => {
+                    self.queue.pop_front();
+                    wave.push(p);
+                }
+                _ => break,
+            }
+        }
+        wave
     }
 
     pub(super) fn eng_cancelled(&self) -> bool {

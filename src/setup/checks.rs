@@ -104,6 +104,20 @@ pub fn settings(args: &DistillArgs, r: &Resolved, s: &Sampling) -> Result<(), Ch
     if let Some(t) = args.threads.filter(|t| *t == 0 || *t > MAX_THREADS) {
         return Err(bad(flag("threads"), "threads", format!("must be 1-{MAX_THREADS} (got {t})")));
     }
+    if args.probes_in_flight > 1 {
+        // The workbench follows one probe's candidates at a time, and --sequential asks for
+        // one candidate at a time: neither has room for several probes at once.
+        let why = if !args.headless {
+            Some("needs --headless (the workbench generates one probe at a time)")
+        } else if args.sequential {
+            Some("cannot go with --sequential (one candidate at a time)")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            return Err(bad(flag("probes-in-flight"), "probes_in_flight", format!("{} {why}", args.probes_in_flight)));
+        }
+    }
     Ok(())
 }
 

@@ -47,6 +47,7 @@ fn snapshot(p: &Prepared, mode: CurationMode) -> serde_json::Value {
         "signature": p.distill.signature,
         "signature_path": r.signature.as_ref().map(|k| &k.path),
         "sequential": p.distill.sequential,
+        "probes_in_flight": p.distill.probes_in_flight,
         "backend": p.backend.label(),
         "threads": p.threads,
         "cache_limit_gb": r.cache_limit_gb,

@@ -100,11 +100,12 @@ pub struct Setup {
     pub runs: u32,
     pub min_score: f64,
     pub sequential: bool,
+    pub probes_in_flight: u32,
 }
 
 impl Setup {
     pub fn new(mode: CurationMode) -> Self {
-        Self { mode, probes: 2, runs: 2, min_score: -1000.0, sequential: false }
+        Self { mode, probes: 2, runs: 2, min_score: -1000.0, sequential: false, probes_in_flight: 1 }
     }
 }
 
@@ -130,6 +131,7 @@ impl Harness {
                 kernel: None,
                 signature: None,
                 sequential: setup.sequential,
+                probes_in_flight: setup.probes_in_flight,
                 output: dir.path().join("lesson.jsonl"),
             },
             backend: Arc::clone(&backend) as Arc<dyn Backend>,
