@@ -174,8 +174,9 @@ pub struct DistillArgs {
     #[arg(long)]
     pub sequential: bool,
     /// Probes generated at once in auto mode (headless): their requests go out together, so an
-    /// endpoint pool has N × runs candidates to spread over its servers. Decisions and lesson
-    /// lines keep probe order. Not with --sequential.
+    /// endpoint pool has N × runs candidates to spread over its servers (an in-process model
+    /// answers them one after another). Decisions and lesson lines keep probe order. Not with
+    /// --sequential.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub probes_in_flight: u32,
     /// Model layers to offload to the GPU (llama.cpp); 0 keeps the model on the CPU. Default: all
