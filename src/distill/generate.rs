@@ -27,12 +27,8 @@ impl Run {
             if cancelled || self.eng_cancelled() {
                 break;
             }
-            let (run0, n) = (chunk[0], u32::try_from(chunk.len()).unwrap_or(u32::MAX));
-            let mut sampling = self.eng.cfg.sampling;
-            sampling.temperature = self.settings.temperature;
-            // Seeds follow the run number, so a candidate is reproducible from (seed, run).
-            sampling.seed = self.eng.cfg.sampling.seed.wrapping_add(u64::from(run0));
-            let req = GenRequest { messages: vec![Message::user(probe.prompt.clone())], sampling, n };
+            let (run0, req) = self.request(&probe.prompt, &chunk);
+            let sampling = req.sampling;
             let (tx, mut rx) = mpsc::channel(TOKEN_CHANNEL);
             let job = self.cancel.child_token();
             self.eng.backend.generate(req, tx, job.clone())?;
@@ -53,6 +49,16 @@ impl Run {
             }
         }
         Ok(())
+    }
+
+    /// The request for one run of consecutive run numbers (`chunk`) of a prompt, and its first
+    /// run. Seeds follow the run number, so a candidate is reproducible from (seed, run).
+    fn request(&self, prompt: &str, chunk: &[u32]) -> (u32, GenRequest) {
+        let (run0, n) = (chunk[0], u32::try_from(chunk.len()).unwrap_or(u32::MAX));
+        let mut sampling = self.eng.cfg.sampling;
+        sampling.temperature = self.settings.temperature;
+        sampling.seed = self.eng.cfg.sampling.seed.wrapping_add(u64::from(run0));
+        (run0, GenRequest { messages: vec![Message::user(prompt.to_owned())], sampling, n })
     }
 
     /// Generates several probes' missing candidates at once (`(probe, count)` each, one
@@ -81,11 +87,8 @@ impl Run {
             let prompt = self.eng.probes[i].prompt.clone();
             imprints.push(self.eng.scorer.imprint(&prompt));
             for chunk in requests(&runs, runs.len().max(1)) {
-                let (run0, n) = (chunk[0], u32::try_from(chunk.len()).unwrap_or(u32::MAX));
-                let mut sampling = self.eng.cfg.sampling;
-                sampling.temperature = self.settings.temperature;
-                sampling.seed = self.eng.cfg.sampling.seed.wrapping_add(u64::from(run0));
-                let req = GenRequest { messages: vec![Message::user(prompt.clone())], sampling, n };
+                let (run0, req) = self.request(&prompt, &chunk);
+                let sampling = req.sampling;
                 let (job_tx, mut job_rx) = mpsc::channel(TOKEN_CHANNEL);
                 let job = self.cancel.child_token();
                 // Returning early (an error) cancels the requests still running.
