@@ -50,6 +50,8 @@ pub struct Report {
     pub prompts: usize,
     pub native_build: bool,
     pub device: String,
+    /// Probes whose requests went out together (`--probes-in-flight`).
+    pub probes_in_flight: usize,
     pub lem_tui: Vec<Figures>,
     pub peer: Option<PeerReport>,
 }
@@ -88,7 +90,9 @@ impl Outcome {
 }
 
 pub fn run(args: &BenchArgs) -> anyhow::Result<Outcome> {
-    let prepared = setup::prepare(&args.distill)?;
+    // A bench is headless: `--probes-in-flight` (requests sent together) is allowed.
+    let distill = crate::cli::DistillArgs { headless: true, ..args.distill.clone() };
+    let prepared = setup::prepare(&distill)?;
     #[cfg(mlx)]
     if prepared.backend == setup::BackendKind::Mlx {
         return mlx::run(args, &prepared).map(Outcome::Mlx);
@@ -105,15 +109,16 @@ fn run_llama(args: &BenchArgs, prepared: &setup::Prepared) -> anyhow::Result<Rep
     let sampling =
         Sampling { max_tokens, ignore_eos: true, seed: args.distill.seed.unwrap_or(42), ..prepared.distill.sampling };
     let ns = &args.n;
+    let in_flight = args.distill.probes_in_flight.max(1) as usize;
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
 
     eprintln!("warm-up…");
     let warm = Sampling { max_tokens: 8, ..sampling };
-    runtime.block_on(measure(&backend, &prompts[..1], 1, warm))?;
+    runtime.block_on(measure(&backend, &prompts[..1], 1, warm, 1))?;
     let mut lem = Vec::new();
     for &n in ns {
-        eprintln!("lem-tui: N={n}");
-        lem.push(runtime.block_on(measure(&backend, &prompts, n, sampling))?);
+        eprintln!("lem-tui: N={n}, {in_flight} probe(s) in flight");
+        lem.push(runtime.block_on(measure(&backend, &prompts, n, sampling, in_flight))?);
     }
     drop(backend);
 
@@ -131,56 +136,83 @@ fn run_llama(args: &BenchArgs, prepared: &setup::Prepared) -> anyhow::Result<Rep
         prompts: prompts.len(),
         native_build: cfg!(target_feature = "avx2"),
         device: prepared.device().to_owned(),
+        probes_in_flight: in_flight,
         lem_tui: lem,
         peer,
     })
 }
 
+/// What one request's candidates gave: its prompt length, and per candidate the decode rate,
+/// time to first token and prefill rate.
+#[derive(Default)]
+struct Answered {
+    prompt_tokens: u32,
+    decode: Vec<f64>,
+    ttft: Vec<f64>,
+    prefill: Vec<f64>,
+}
+
+/// Runs the prompts `in_flight` at a time (each group's requests sent together, as
+/// `--probes-in-flight` sends them); a probe's wall is its group's wall over the group's size.
 async fn measure(
     backend: &Arc<dyn Backend>,
     prompts: &[String],
     n: u32,
     sampling: Sampling,
+    in_flight: usize,
 ) -> anyhow::Result<Figures> {
     let mut walls = Vec::new();
-    let mut prompt_tokens = Vec::new();
-    let (mut decode, mut ttft, mut prefill, mut count) = (0.0, 0.0, 0.0, 0.0);
-    for prompt in prompts {
-        let req = GenRequest { messages: vec![Message::user(prompt.clone())], sampling, n };
-        let (tx, mut rx) = mpsc::channel(1024);
+    let mut answered = Vec::new();
+    for group in prompts.chunks(in_flight.max(1)) {
         let started = Instant::now();
-        backend.generate(req, tx, CancellationToken::new())?;
-        let mut done = 0;
-        while let Some(ev) = rx.recv().await {
-            match ev {
-                JobEvent::Done { metrics, .. } => {
-                    if done == 0 {
-                        prompt_tokens.push(metrics.prompt_tokens);
-                    }
-                    if metrics.generated_tokens != sampling.max_tokens {
-                        bail!("a candidate stopped at {} of {} tokens", metrics.generated_tokens, sampling.max_tokens);
-                    }
-                    decode += metrics.decode_tok_s;
-                    ttft += metrics.ttft.as_secs_f64();
-                    prefill += metrics.prefill_tok_s;
-                    count += 1.0;
-                    done += 1;
-                }
-                JobEvent::Failed { error, .. } | JobEvent::Unavailable { error } => {
-                    bail!("generation failed: {error}")
-                }
-                _ => {}
-            }
+        let mut readers = Vec::new();
+        for prompt in group {
+            let req = GenRequest { messages: vec![Message::user(prompt.clone())], sampling, n };
+            let (tx, rx) = mpsc::channel(1024);
+            backend.generate(req, tx, CancellationToken::new())?;
+            // Read every request at once: one left unread would hold the batch up.
+            readers.push(tokio::spawn(read_answer(rx, n, sampling.max_tokens)));
         }
-        if done != n {
-            bail!("{done} of {n} candidates finished");
+        for r in readers {
+            answered.push(r.await.context("reading a request's events")??);
         }
-        walls.push(started.elapsed());
+        let wall = started.elapsed() / u32::try_from(group.len()).unwrap_or(1);
+        walls.extend(std::iter::repeat_n(wall, group.len()));
     }
+    let all = |f: fn(&Answered) -> &Vec<f64>| -> f64 {
+        let v: Vec<f64> = answered.iter().flat_map(|a| f(a).iter().copied()).collect();
+        v.iter().sum::<f64>() / v.len().max(1) as f64
+    };
     Ok(Figures {
-        prompt_tokens,
-        ..figures(n, sampling.max_tokens, &walls, decode / count, ttft / count, prefill / count)
+        prompt_tokens: answered.iter().map(|a| a.prompt_tokens).collect(),
+        ..figures(n, sampling.max_tokens, &walls, all(|a| &a.decode), all(|a| &a.ttft), all(|a| &a.prefill))
     })
+}
+
+/// Reads one request's events to its end; every candidate must run to `max_tokens`.
+async fn read_answer(mut rx: mpsc::Receiver<JobEvent>, n: u32, max_tokens: u32) -> anyhow::Result<Answered> {
+    let mut a = Answered::default();
+    let mut done = 0;
+    while let Some(ev) = rx.recv().await {
+        match ev {
+            JobEvent::Done { metrics, .. } => {
+                a.prompt_tokens = metrics.prompt_tokens;
+                if metrics.generated_tokens != max_tokens {
+                    bail!("a candidate stopped at {} of {} tokens", metrics.generated_tokens, max_tokens);
+                }
+                a.decode.push(metrics.decode_tok_s);
+                a.ttft.push(metrics.ttft.as_secs_f64());
+                a.prefill.push(metrics.prefill_tok_s);
+                done += 1;
+            }
+            JobEvent::Failed { error, .. } | JobEvent::Unavailable { error } => bail!("generation failed: {error}"),
+            _ => {}
+        }
+    }
+    if done != n {
+        bail!("{done} of {n} candidates finished");
+    }
+    Ok(a)
 }
 
 #[allow(clippy::cast_precision_loss)]

@@ -100,13 +100,16 @@ pub enum BackendArg {
 /// Where llama.cpp samples candidates.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
 pub enum SamplerArg {
-    /// In the decode graph when the model runs on a GPU, else on the CPU.
+    /// `cpu`, on a GPU too: the shortlist made the host chain faster than the graph's at
+    /// N = 1, 8 and 32 on an H200 (assets/bench/h200-sampler-shortlist.md).
     #[default]
     Auto,
     /// In the decode graph (llama.cpp backend sampling): only token ids come back per step.
     Backend,
-    /// From each candidate's logits row on the host (the reference chain).
+    /// From each candidate's logits row on the host, over the entries the chain's top-k can keep.
     Cpu,
+    /// From each candidate's logits row on the host, over every entry (the reference chain).
+    CpuFull,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -174,18 +177,19 @@ pub struct DistillArgs {
     #[arg(long)]
     pub sequential: bool,
     /// Probes generated at once in auto mode (headless): their requests go out together, so an
-    /// endpoint pool has N × runs candidates to spread over its servers (an in-process model
-    /// answers them one after another). Decisions and lesson lines keep probe order. Not with
-    /// --sequential.
+    /// endpoint pool has N × runs candidates to spread over its servers, and an in-process
+    /// llama.cpp model decodes all N × runs as one batch (MLX answers the requests one after
+    /// another). Decisions and lesson lines keep probe order. Not with --sequential.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub probes_in_flight: u32,
     /// Model layers to offload to the GPU (llama.cpp); 0 keeps the model on the CPU. Default: all
     /// of them when llama.cpp has a GPU backend (a CUDA build), else 0.
     #[arg(long, value_name = "N")]
     pub gpu_layers: Option<u32>,
-    /// Where llama.cpp samples the candidates: backend (inside the decode graph, so a GPU step
-    /// returns N token ids instead of N logits rows), cpu (the reference), or auto (backend when
-    /// layers are offloaded to a GPU).
+    /// Where llama.cpp samples the candidates: cpu (on the host, over the part of each row the
+    /// chain's top-k can keep), cpu-full (on the host over the whole row: the reference),
+    /// backend (inside the decode graph, so a GPU step returns N token ids instead of N logits
+    /// rows), or auto (cpu).
     #[arg(long, value_enum, value_name = "WHERE", env = "LEM_TUI_SAMPLER", default_value_t = SamplerArg::Auto)]
     pub sampler: SamplerArg,
     /// Override max_tokens from the configs (lem-tui extension; 0 = use config).

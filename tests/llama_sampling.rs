@@ -1,6 +1,11 @@
 //! Sampling inside the decode graph (llama.cpp backend sampling, `--sampler backend`) against
-//! the CPU chain (`--sampler cpu`, the reference), on the CPU ggml backend, which runs graph
-//! samplers too, with the PyPI Gemma 3 270M and SmolLM2 GGUFs.
+//! the CPU chain (`--sampler cpu`), and the CPU chain over each row's shortlist (`cpu`) against
+//! the same chain over the whole row (`--sampler cpu-full`, llama.cpp's own way and the
+//! reference), on the CPU ggml backend, which runs graph samplers too, with the PyPI Gemma 3
+//! 270M and SmolLM2 GGUFs.
+//!
+//! The shortlist is exact by construction (`src/backend/llama/shortlist.rs` says why): the same
+//! tokens, every time, up to ties at the top-k's cut.
 //!
 //! What is the same by construction: both sides run llama.cpp's samplers in the same order on
 //! the same logits (one context code path, the same decode schedule), and the seeded draw takes
@@ -17,55 +22,15 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
-
 use common::ask::ask;
+use common::log::{field, generation_lines, log};
 use lem_tui::backend::llama::{LlamaOptions, SamplerMode, spawn};
 use lem_tui::backend::{GenRequest, Limits, Message, Sampling};
 
-/// The engine's log lines (its worker thread logs through the global subscriber).
-fn log() -> &'static Arc<Mutex<Vec<u8>>> {
-    static LOG: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOG.get_or_init(|| {
-        let buf = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&buf);
-        let subscriber = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_max_level(tracing::Level::INFO)
-            .with_writer(move || LogWriter(Arc::clone(&sink)))
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).expect("one subscriber per test binary");
-        buf
-    })
-}
-
-struct LogWriter(Arc<Mutex<Vec<u8>>>);
-
-impl Write for LogWriter {
-    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().map_err(|_| std::io::Error::other("poisoned"))?.extend_from_slice(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// The `batched generation` lines logged so far with `sampler=backend`, as (tokens, in_graph, chain).
 fn backend_lines() -> Vec<(u32, u32, String)> {
-    let text = String::from_utf8_lossy(&log().lock().expect("log").clone()).into_owned();
-    let field = |line: &str, key: &str| -> String {
-        let at = line.find(&format!(" {key}=")).map(|i| i + key.len() + 2).unwrap_or(line.len());
-        let rest = &line[at..];
-        if let Some(quoted) = rest.strip_prefix('"') {
-            quoted.split('"').next().unwrap_or_default().to_owned()
-        } else {
-            rest.split(' ').next().unwrap_or_default().to_owned()
-        }
-    };
-    text.lines()
-        .filter(|l| l.contains("batched generation") && l.contains("sampler=\"backend\""))
+    generation_lines("backend")
+        .iter()
         .map(|l| {
             (field(l, "tokens").parse().unwrap_or(0), field(l, "in_graph").parse().unwrap_or(0), field(l, "chain"))
         })
@@ -152,4 +117,37 @@ fn graph_draws_repeat_with_the_seed_without_top_p_too() {
     assert_ne!(texts(&graph, PROMPT, no_top_p(43), 3)[0], a[0], "another seed, another draw");
     // Seeds are per candidate: candidate 1 of seed 42 is candidate 0 of seed 43.
     assert_eq!(texts(&graph, PROMPT, no_top_p(43), 1)[0], a[1]);
+}
+
+#[test]
+fn the_shortlist_picks_the_tokens_the_whole_row_picks() {
+    let full = engine("gemma3/270m", SamplerMode::CpuFull);
+    let short = engine("gemma3/270m", SamplerMode::Cpu);
+    let mut asked = 0;
+    for sampling in [lem(42), lem(7), Sampling { ignore_eos: false, min_p: 0.05, max_tokens: 40, ..lem(3) }] {
+        let want = texts(&full, PROMPT, sampling, 4);
+        let got = texts(&short, PROMPT, sampling, 4);
+        assert_eq!(got, want, "{sampling:?}: the shortlist's draws differ from the whole row's");
+        assert_ne!(want[0], want[1], "candidates draw with their own seeds");
+        asked += 1;
+    }
+    // Greedy with the repeat penalty, whose shortlist grows with every generated token.
+    let full = engine("smollm2/135m", SamplerMode::CpuFull);
+    let short = engine("smollm2/135m", SamplerMode::Cpu);
+    let prompt = "Write the word bridge twenty times, separated by commas.";
+    let greedy = Sampling { max_tokens: 48, repeat_penalty: 1.5, seed: 1, ignore_eos: true, ..Sampling::default() };
+    assert_eq!(texts(&short, prompt, greedy, 2), texts(&full, prompt, greedy, 2));
+    asked += 1;
+
+    // Every token of the shortlisting engine came from a shortlist, none of the reference's.
+    // (Other tests of this binary log `cpu` requests too, with chains that shortlist as well.)
+    let count = |l: &String, key| field(l, key).parse::<u32>().unwrap_or(u32::MAX);
+    let cpu = generation_lines("cpu");
+    assert!(cpu.len() >= asked, "{cpu:?}");
+    for l in &cpu {
+        assert_eq!(count(l, "shortlisted"), count(l, "tokens"), "{l}");
+    }
+    let reference = generation_lines("cpu-full");
+    assert_eq!(reference.len(), asked, "{reference:?}");
+    assert!(reference.iter().all(|l| count(l, "shortlisted") == 0 && count(l, "tokens") > 0), "{reference:?}");
 }

@@ -17,12 +17,13 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::memory::MIB;
-use super::worker::{Engine, WorkerShared};
+use super::worker::{Engine, Job, WorkerShared};
 use super::{BackendError, GenRequest, JobEvent, Limits, ModelInfo};
 
 mod batched;
 mod chain;
 mod raw;
+mod shortlist;
 
 pub use chain::SamplerMode;
 
@@ -207,8 +208,19 @@ impl Engine for LlamaEngine {
         cancel: &CancellationToken,
         shared: &WorkerShared,
     ) {
+        let job = [Job { req, events: events.clone(), cancel: cancel.clone() }];
         let cfg = &self.cfg;
-        self.cell.with_dependent_mut(|model, kept| cfg.generate(model, kept, req, events, cancel, shared));
+        self.cell.with_dependent_mut(|model, kept| cfg.generate(model, kept, &job, shared));
+    }
+
+    fn batch_sequences(&self) -> u32 {
+        // llama.cpp's limit on sequences in one context (LLAMA_MAX_SEQ).
+        256
+    }
+
+    fn generate_batch(&mut self, jobs: Vec<Job>, shared: &WorkerShared) {
+        let cfg = &self.cfg;
+        self.cell.with_dependent_mut(|model, kept| cfg.generate(model, kept, &jobs, shared));
     }
 
     fn set_limits(&mut self, limits: Limits) -> Result<(), BackendError> {

@@ -1,8 +1,9 @@
 //! A blocking engine on its own OS thread.
 //!
 //! The engine (a llama.cpp model, later an MLX model) is created *on* the thread and never
-//! leaves it. Load errors come back through a start-up handshake. Requests are served one at a
-//! time, in order; each carries its own bounded event channel and cancellation token.
+//! leaves it. Load errors come back through a start-up handshake. Requests are served in order,
+//! one at a time, or, for an engine that batches them, together with those queued right behind
+//! (several probes in flight); each carries its own bounded event channel and cancellation token.
 //! Dropping the [`WorkerBackend`] asks the thread to stop and joins it.
 
 // Only the model backends (llama.cpp, MLX) run an engine here; a build with neither (the
@@ -13,6 +14,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc as std_mpsc;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -20,6 +22,13 @@ use tokio_util::sync::CancellationToken;
 use super::memory::SystemProbe;
 use super::memory::{GpuMemory, MlxMemory};
 use super::{Backend, BackendError, GenRequest, JobEvent, Limits, LimitsReply, MemorySnapshot, ModelInfo};
+
+/// One request as the worker hands it to its engine.
+pub(crate) struct Job {
+    pub req: GenRequest,
+    pub events: mpsc::Sender<JobEvent>,
+    pub cancel: CancellationToken,
+}
 
 /// What a blocking engine does on its thread.
 pub(crate) trait Engine {
@@ -31,6 +40,20 @@ pub(crate) trait Engine {
         shared: &WorkerShared,
     );
     fn set_limits(&mut self, limits: Limits) -> Result<(), BackendError>;
+
+    /// How many candidates (sequences) this engine decodes together across requests; 0 means
+    /// one request at a time. Requests that arrive together (several probes in flight) are
+    /// then handed to [`Engine::generate_batch`] up to that many candidates.
+    fn batch_sequences(&self) -> u32 {
+        0
+    }
+
+    /// Answers requests that arrived together; by default one after another, in order.
+    fn generate_batch(&mut self, jobs: Vec<Job>, shared: &WorkerShared) {
+        for job in jobs {
+            self.generate(job.req, &job.events, &job.cancel, shared);
+        }
+    }
 
     /// Called once on the thread after loading, before any request (first gauge figures).
     fn started(&mut self, _shared: &WorkerShared) {}
@@ -110,6 +133,32 @@ impl WorkerShared {
     }
 }
 
+/// How long the worker waits for more requests after one arrives, when its engine batches
+/// them: a wave of probes sends its requests back to back, microseconds apart, and a request
+/// alone pays this once.
+const GATHER_WAIT: Duration = Duration::from_millis(3);
+
+/// `first` and the requests queued right behind it, up to `sequences` candidates in all (0:
+/// `first` alone). A command that is not a request, or a request that would not fit, ends the
+/// gathering and is handed back to run next, so the queue's order holds.
+fn gather(first: Job, rx: &std_mpsc::Receiver<Command>, sequences: u32) -> (Vec<Job>, Option<Command>) {
+    let mut total = first.req.n.max(1);
+    let mut jobs = vec![first];
+    if sequences == 0 {
+        return (jobs, None);
+    }
+    while let Ok(cmd) = rx.recv_timeout(GATHER_WAIT) {
+        match cmd {
+            Command::Generate { req, events, cancel } if total + req.n.max(1) <= sequences => {
+                total += req.n.max(1);
+                jobs.push(Job { req, events, cancel });
+            }
+            other => return (jobs, Some(other)),
+        }
+    }
+    (jobs, None)
+}
+
 pub struct WorkerBackend {
     info: ModelInfo,
     tx: std_mpsc::Sender<Command>,
@@ -151,10 +200,19 @@ impl WorkerBackend {
                         return;
                     }
                 };
-                while let Ok(cmd) = rx.recv() {
+                let mut held = None;
+                while let Some(cmd) = held.take().or_else(|| rx.recv().ok()) {
                     match cmd {
                         Command::Generate { req, events, cancel } => {
-                            engine.generate(req, &events, &cancel, &thread_shared);
+                            let first = Job { req, events, cancel };
+                            let (jobs, next) = gather(first, &rx, engine.batch_sequences());
+                            held = next;
+                            if jobs.len() == 1 {
+                                let job = jobs.into_iter().next().expect("one job");
+                                engine.generate(job.req, &job.events, &job.cancel, &thread_shared);
+                            } else {
+                                engine.generate_batch(jobs, &thread_shared);
+                            }
                         }
                         Command::SetLimits(limits, reply) => {
                             let answer = engine.set_limits(limits);

@@ -17,9 +17,25 @@ pub struct Answer {
 /// `cancel_after` streamed tokens when given.
 pub fn ask(backend: &dyn Backend, req: GenRequest, cancel_after: Option<usize>) -> Answer {
     let n = req.n as usize;
-    let (tx, mut rx) = mpsc::channel(8);
+    let (rx, cancel) = send(backend, req, 8);
+    collect(n, rx, &cancel, cancel_after)
+}
+
+/// Sends `req` with an event channel of `capacity`.
+pub fn send(backend: &dyn Backend, req: GenRequest, capacity: usize) -> (mpsc::Receiver<JobEvent>, CancellationToken) {
+    let (tx, rx) = mpsc::channel(capacity);
     let cancel = CancellationToken::new();
     backend.generate(req, tx, cancel.clone()).expect("request accepted");
+    (rx, cancel)
+}
+
+/// Reads a request's events (`n` candidates) until it ends.
+pub fn collect(
+    n: usize,
+    mut rx: mpsc::Receiver<JobEvent>,
+    cancel: &CancellationToken,
+    cancel_after: Option<usize>,
+) -> Answer {
     let mut a = Answer {
         texts: vec![String::new(); n],
         streamed: vec![String::new(); n],

@@ -3,6 +3,7 @@
 
 pub mod ask;
 pub mod deadline;
+pub mod log;
 pub mod review;
 pub mod screen;
 pub mod tmux;

@@ -10,6 +10,7 @@
 
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
+use llama_cpp_2::token::data::LlamaTokenData;
 use llama_cpp_2::token::logit_bias::LlamaLogitBias;
 
 use crate::backend::Sampling;
@@ -17,9 +18,13 @@ use crate::backend::Sampling;
 /// Where a request's candidates are sampled.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum SamplerMode {
-    /// On the host, from each sequence's logits row (the reference; every build).
+    /// On the host, from each sequence's logits row: llama.cpp's samplers over the row's
+    /// shortlist where the chain starts with a cut ([`super::shortlist`]), else over the row.
     #[default]
     Cpu,
+    /// On the host, llama.cpp's samplers over every entry of the row, as its own
+    /// `llama_sampler_sample` does: the reference the shortlist is checked against.
+    CpuFull,
     /// In the decode graph (llama.cpp backend sampling): on the GPU when the model is there.
     Backend,
 }
@@ -28,8 +33,14 @@ impl SamplerMode {
     pub fn name(self) -> &'static str {
         match self {
             Self::Cpu => "cpu",
+            Self::CpuFull => "cpu-full",
             Self::Backend => "backend",
         }
+    }
+
+    /// Whether the chain runs on the host, over logits rows copied out of the context.
+    pub fn on_host(self) -> bool {
+        matches!(self, Self::Cpu | Self::CpuFull)
     }
 }
 
@@ -67,7 +78,7 @@ pub(super) fn steps(s: &Sampling, candidate: u32, n_vocab: i32, eog: &[LlamaToke
     }
     if s.temperature <= 0.0 {
         match mode {
-            SamplerMode::Cpu => chain.push(Step::Greedy),
+            SamplerMode::Cpu | SamplerMode::CpuFull => chain.push(Step::Greedy),
             SamplerMode::Backend => chain.extend([Step::TopK(1), Step::Dist(seed_of(s, candidate))]),
         }
         return chain;
@@ -109,13 +120,29 @@ impl HostPenalty {
     }
 
     /// Penalises the generated tokens' logits in `cands`, which is indexed by token id.
-    pub(super) fn apply(&self, cands: &mut [llama_cpp_2::token::data::LlamaTokenData]) {
+    pub(super) fn apply(&self, cands: &mut [LlamaTokenData]) {
         for &t in &self.seen {
             if let Some(c) = usize::try_from(t).ok().and_then(|i| cands.get_mut(i)) {
-                let l = c.logit();
-                c.set_logit(if l <= 0.0 { l * self.repeat } else { l / self.repeat });
+                self.lower(c);
             }
         }
+    }
+
+    /// Penalises the generated tokens among `cands`, in any order (a shortlist).
+    pub(super) fn apply_sparse(&self, cands: &mut [LlamaTokenData]) {
+        for c in cands.iter_mut().filter(|c| self.seen.binary_search(&c.id().0).is_ok()) {
+            self.lower(c);
+        }
+    }
+
+    fn lower(&self, c: &mut LlamaTokenData) {
+        let l = c.logit();
+        c.set_logit(if l <= 0.0 { l * self.repeat } else { l / self.repeat });
+    }
+
+    /// How many distinct tokens the penalty lowers: what a shortlist must make room for.
+    pub(super) fn seen(&self) -> usize {
+        self.seen.len()
     }
 
     pub(super) fn accept(&mut self, token: LlamaToken) {
@@ -204,7 +231,6 @@ mod tests {
 
     #[test]
     fn the_host_penalty_scales_generated_tokens_as_llama_cpp_does() {
-        use llama_cpp_2::token::data::LlamaTokenData;
         let mut chain = steps(&lem(), 0, 4, &[], SamplerMode::Cpu);
         let mut p = HostPenalty::take(&mut chain).expect("LEM's chain has a penalty");
         assert!(!chain.iter().any(|s| matches!(s, Step::Penalties { .. })), "taken out of the chain");
@@ -221,6 +247,11 @@ mod tests {
         let mut c = cands(&row);
         p.apply(&mut c);
         assert_eq!(c.iter().map(LlamaTokenData::logit).collect::<Vec<_>>(), [2.2 / 1.1, -1.1, 0.0, 3.0]);
+        // A shortlist in another order gets the same values.
+        let mut short: Vec<LlamaTokenData> = [3, 1, 0].iter().map(|&i| cands(&row)[i]).collect();
+        p.apply_sparse(&mut short);
+        assert_eq!(short.iter().map(LlamaTokenData::logit).collect::<Vec<_>>(), [3.0, -1.1, 2.2 / 1.1]);
+        assert_eq!(p.seen(), 3);
         let mut plain = steps(&Sampling { repeat_penalty: 1.0, ..lem() }, 0, 4, &[], SamplerMode::Cpu);
         assert!(HostPenalty::take(&mut plain).is_none());
     }
