@@ -111,7 +111,7 @@ pub fn run(args: &BenchArgs, prepared: &Prepared) -> anyhow::Result<MlxReport> {
     for (_, s) in &modes {
         for &n in &args.n {
             let warm = Sampling { max_tokens: 8, ..*s };
-            runtime.block_on(measure(&backend, &prompts[..1], n, warm))?;
+            runtime.block_on(measure(&backend, &prompts[..1], n, warm, 1))?;
         }
     }
     // One request at a time in an interleaved order (see [`schedule`]), each cell's figures
@@ -121,7 +121,7 @@ pub fn run(args: &BenchArgs, prepared: &Prepared) -> anyhow::Result<MlxReport> {
     for (p, m, k) in schedule(prompts.len(), modes.len(), args.n.len()) {
         let ((mode, s), n) = (&modes[m], args.n[k]);
         eprintln!("lem-tui {mode}: N={n}, prompt {}", p + 1);
-        cells[m][k].push(runtime.block_on(measure(&backend, &prompts[p..=p], n, *s))?);
+        cells[m][k].push(runtime.block_on(measure(&backend, &prompts[p..=p], n, *s, 1))?);
     }
     let mut reports: Vec<ModeReport> = modes
         .iter()
