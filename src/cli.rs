@@ -50,6 +50,19 @@ pub enum Command {
     Init(InitArgs),
 }
 
+/// How llama.cpp lays a batch's sequences out in its KV cache.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum KvArg {
+    /// `split` when candidates are sampled on the host, else `unified`.
+    #[default]
+    Auto,
+    /// One cache all sequences share: a prompt's cells once, but every step's attention spans
+    /// every sequence's cells.
+    Unified,
+    /// A stream per sequence: the prompt copied to each, each candidate attending to its own.
+    Split,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct InitArgs {
     /// The folder to write into (created if needed).
@@ -192,6 +205,16 @@ pub struct DistillArgs {
     /// rows), or auto (cpu).
     #[arg(long, value_enum, value_name = "WHERE", env = "LEM_TUI_SAMPLER", default_value_t = SamplerArg::Auto)]
     pub sampler: SamplerArg,
+    /// How llama.cpp keeps a batch's sequences in its KV cache: unified (one cache they share:
+    /// each prompt once, but each step attends over every candidate's cells), split (a stream
+    /// per candidate, the prompt copied to each), or auto (split, unified with `--sampler backend`).
+    #[arg(long, value_enum, value_name = "LAYOUT", env = "LEM_TUI_KV", default_value_t = KvArg::Auto)]
+    pub kv: KvArg,
+    /// Contexts llama.cpp decodes a batch's candidates in, each on its own thread, so that one
+    /// lane's host work (queueing its graph, sampling its rows) overlaps another's turn on the
+    /// GPU. 0 = auto: 2 when the model is on a GPU, else 1.
+    #[arg(long, value_name = "N", env = "LEM_TUI_LANES", default_value_t = 0)]
+    pub lanes: u32,
     /// Override max_tokens from the configs (lem-tui extension; 0 = use config).
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub max_tokens: u32,
@@ -352,6 +375,8 @@ pub fn normalise_go_flags(args: impl IntoIterator<Item = String>) -> Vec<String>
         "probes-in-flight",
         "gpu-layers",
         "sampler",
+        "kv",
+        "lanes",
         "max-tokens",
         "endpoint",
         "api-model",

@@ -65,6 +65,10 @@ pub struct Prepared {
     pub gpu_layers: Option<u32>,
     /// `--sampler` as given.
     pub sampler: crate::cli::SamplerArg,
+    /// `--kv` as given.
+    pub kv: crate::cli::KvArg,
+    /// `--lanes` as given (0 = auto).
+    pub lanes: u32,
     /// MLX: `--wired-limit` in bytes (0 = leave it) and `--clear-cache-every`.
     pub wired_bytes: u64,
     pub clear_cache_every: u32,
@@ -228,6 +232,8 @@ pub fn prepare(args: &DistillArgs) -> anyhow::Result<Prepared> {
         architecture: std::sync::OnceLock::new(),
         gpu_layers: args.gpu_layers,
         sampler: args.sampler,
+        kv: args.kv,
+        lanes: args.lanes,
         wired_bytes: args.wired_limit.saturating_mul(crate::backend::memory::GIB),
         clear_cache_every: args.clear_cache_every,
         memory_log: args.memory_log.clone(),
@@ -336,7 +342,7 @@ fn start_openai(p: &Prepared, say: &mut dyn FnMut(&str)) -> anyhow::Result<Arc<d
 
 #[cfg(feature = "llama")]
 fn start_llama(p: &Prepared, say: &mut dyn FnMut(&str)) -> anyhow::Result<Arc<dyn Backend>> {
-    use crate::backend::llama::{LlamaOptions, SamplerMode, gpu_devices, spawn};
+    use crate::backend::llama::{KvLayout, LlamaOptions, SamplerMode, gpu_devices, spawn};
     let path = gguf_path(p, say)?;
     // What llama.cpp can offload to: a CUDA build (the `cuda` feature, or the `llama-dynamic`
     // binary run on a CUDA build of the shared libraries) lists its GPUs here.
@@ -354,6 +360,21 @@ fn start_llama(p: &Prepared, say: &mut dyn FnMut(&str)) -> anyhow::Result<Arc<dy
         // The shortlisted host chain beat the graph's samplers on an H200 at N = 1, 8 and 32.
         crate::cli::SamplerArg::Auto => SamplerMode::Cpu,
     };
+    let kv = match p.kv {
+        crate::cli::KvArg::Unified => KvLayout::Unified,
+        crate::cli::KvArg::Split => KvLayout::Split,
+        // A stream per candidate keeps each step's attention and mask O(N) instead of O(N²).
+        crate::cli::KvArg::Auto if sampler.on_host() => KvLayout::Split,
+        crate::cli::KvArg::Auto => KvLayout::Unified,
+    };
+    // Two lanes beat one at N = 8 and 32 for 270M, 1B and 4B on an H200, four only for 270M
+    // (assets/bench/h200-kv-lanes.md); on a CPU the lanes would only share the same cores.
+    let on_gpu = gpu_layers > 0 && !gpus.is_empty();
+    let lanes = match p.lanes {
+        0 if on_gpu => 2,
+        0 => 1,
+        n => n,
+    };
     let opts = LlamaOptions {
         path: path.clone(),
         threads: p.threads,
@@ -361,6 +382,8 @@ fn start_llama(p: &Prepared, say: &mut dyn FnMut(&str)) -> anyhow::Result<Arc<dy
         fallback_template: fallback,
         gpu_layers,
         sampler,
+        kv,
+        lanes,
         limits: p.limits,
     };
     say(&format!("loading model: {}", path.display()));
@@ -371,7 +394,11 @@ fn start_llama(p: &Prepared, say: &mut dyn FnMut(&str)) -> anyhow::Result<Arc<dy
         Some(gpu) if gpu_layers > 0 => format!("{gpu}, {} of {} layers", gpu_layers.min(info.layers), info.layers),
         _ => "cpu".to_owned(),
     };
-    let device = format!("{device}, {} sampler", sampler.name());
+    let lanes = match lanes {
+        1 => String::new(),
+        n => format!(", {n} lanes"),
+    };
+    let device = format!("{device}, {} sampler, {} KV{lanes}", sampler.name(), kv.name());
     say(&format!("model loaded: {} {}-layer ({} template) on {device}", info.architecture, info.layers, info.template));
     let _ = p.device.set(device);
     Ok(Arc::new(backend))

@@ -7,7 +7,7 @@ use common::ask::ask;
 
 use std::time::Duration;
 
-use lem_tui::backend::llama::{LlamaOptions, SamplerMode, spawn};
+use lem_tui::backend::llama::{KvLayout, LlamaOptions, SamplerMode, spawn};
 use lem_tui::backend::{Backend, BackendError, FinishReason, GenRequest, Limits, Message, Sampling};
 
 fn opts(spec: &str, template: Option<&str>) -> LlamaOptions {
@@ -18,6 +18,8 @@ fn opts(spec: &str, template: Option<&str>) -> LlamaOptions {
         force_template: false,
         gpu_layers: 0,
         sampler: SamplerMode::Cpu,
+        kv: KvLayout::Split,
+        lanes: 1,
         limits: Limits::default(),
     }
 }

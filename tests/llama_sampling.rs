@@ -24,7 +24,7 @@ mod common;
 
 use common::ask::ask;
 use common::log::{field, generation_lines, log};
-use lem_tui::backend::llama::{LlamaOptions, SamplerMode, spawn};
+use lem_tui::backend::llama::{KvLayout, LlamaOptions, SamplerMode, spawn};
 use lem_tui::backend::{GenRequest, Limits, Message, Sampling};
 
 /// The `batched generation` lines logged so far with `sampler=backend`, as (tokens, in_graph, chain).
@@ -46,6 +46,8 @@ fn engine(spec: &str, sampler: SamplerMode) -> lem_tui::backend::worker::WorkerB
         force_template: false,
         gpu_layers: 0,
         sampler,
+        kv: KvLayout::Split,
+        lanes: 1,
         limits: Limits::default(),
     })
     .expect("model loads")

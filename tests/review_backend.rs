@@ -8,7 +8,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lem_tui::backend::llama::{LlamaOptions, SamplerMode, spawn};
+use lem_tui::backend::llama::{KvLayout, LlamaOptions, SamplerMode, spawn};
 use lem_tui::backend::{Backend, Limits, Sampling};
 use lem_tui::dataset::{self, Options};
 use lem_tui::distill::{Control, DistillConfig, EngineEvent, Outcome, Review};
@@ -47,6 +47,8 @@ async fn more_candidates_for_an_ingested_prompt_from_a_real_model() {
             force_template: false,
             gpu_layers: 0,
             sampler: SamplerMode::Cpu,
+            kv: KvLayout::Split,
+            lanes: 1,
             limits: Limits::default(),
         })
         .expect("SmolLM2 loads"),

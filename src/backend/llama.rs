@@ -41,7 +41,33 @@ pub struct LlamaOptions {
     pub gpu_layers: u32,
     /// Where candidates are sampled: from logits rows on the host, or inside the decode graph.
     pub sampler: SamplerMode,
+    /// How a batch's sequences share the KV cache.
+    pub kv: KvLayout,
+    /// Contexts a batch's sequences are dealt out to, each decoded on its own thread (1: one).
+    pub lanes: u32,
     pub limits: Limits,
+}
+
+/// How a batch's sequences lie in llama.cpp's KV cache.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KvLayout {
+    /// One cache the sequences share: a prompt's cells are kept once for all its candidates, but
+    /// every token's attention and its mask span every sequence's cells, so a step costs
+    /// O(N² × length) for N candidates.
+    #[default]
+    Unified,
+    /// A stream of cells per sequence: the prompt is copied to each candidate's stream, and a
+    /// token attends only to its own, O(N × length) per step.
+    Split,
+}
+
+impl KvLayout {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Unified => "unified",
+            Self::Split => "split",
+        }
+    }
 }
 
 fn ggml() -> Result<&'static GgmlBackend, BackendError> {
@@ -92,18 +118,21 @@ pub fn estimate_bytes(file_bytes: u64, ctx_tokens: u64, kv_per_token: u64) -> u6
 /// otherwise be paid again before every probe's first token.
 struct KeptContext<'m> {
     ctx: raw::Context<'m>,
-    n_ctx: u64,
+    /// Cells each sequence can hold: all of them when unified, its stream's when split.
+    per_seq: u64,
     n_seq: u32,
+    kv: KvLayout,
 }
 
-type MaybeContext<'m> = Option<KeptContext<'m>>;
+/// One kept context per lane of a batch (`--lanes`).
+type Kept<'m> = Vec<KeptContext<'m>>;
 
 self_cell::self_cell!(
     /// The model and the context that borrows it, in one place on the worker thread.
     struct ModelAndContext {
         owner: LlamaModel,
         #[covariant]
-        dependent: MaybeContext,
+        dependent: Kept,
     }
 );
 
@@ -158,7 +187,7 @@ impl LlamaEngine {
             template: template_name.clone(),
             warnings: Vec::new(),
         };
-        let cell = ModelAndContext::new(model, |_| None);
+        let cell = ModelAndContext::new(model, |_| Vec::new());
         Ok((Self { cell, cfg: EngineConfig { opts, template, kv_per_token, eog } }, info))
     }
 }
@@ -229,7 +258,7 @@ impl Engine for LlamaEngine {
         // A tighter limit frees the kept context; the next request sizes a new one against it.
         let old = self.cfg.opts.limits.memory_bytes;
         if limits.memory_bytes > 0 && (old == 0 || limits.memory_bytes < old) {
-            self.cell.with_dependent_mut(|_, kept| *kept = None);
+            self.cell.with_dependent_mut(|_, kept| kept.clear());
         }
         self.cfg.opts.limits = limits;
         Ok(())

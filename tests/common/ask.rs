@@ -10,6 +10,9 @@ pub struct Answer {
     pub finish: Vec<Option<FinishReason>>,
     pub metrics: Vec<Metrics>,
     pub prefilled: Option<u32>,
+    /// How many `Prefilled` events came (one per request), and whether a token came before one.
+    pub prefills: u32,
+    pub token_before_prefill: bool,
     pub failures: Vec<String>,
 }
 
@@ -42,13 +45,19 @@ pub fn collect(
         finish: vec![None; n],
         metrics: vec![Metrics::default(); n],
         prefilled: None,
+        prefills: 0,
+        token_before_prefill: false,
         failures: Vec::new(),
     };
     let mut tokens = 0;
     while let Some(ev) = rx.blocking_recv() {
         match ev {
-            JobEvent::Prefilled { prompt_tokens, .. } => a.prefilled = Some(prompt_tokens),
+            JobEvent::Prefilled { prompt_tokens, .. } => {
+                a.prefilled = Some(prompt_tokens);
+                a.prefills += 1;
+            }
             JobEvent::Token { candidate, text } => {
+                a.token_before_prefill |= a.prefills == 0;
                 a.streamed[candidate as usize].push_str(&text);
                 tokens += 1;
                 if cancel_after.is_some_and(|k| tokens >= k) {

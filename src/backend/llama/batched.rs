@@ -9,6 +9,7 @@
 //! graph ([`SamplerMode::Backend`]: llama.cpp's backend samplers, one chain per sequence, and
 //! only the chosen ids and the top-k survivors come back).
 
+use std::sync::Once;
 use std::time::{Duration, Instant};
 
 use llama_cpp_2::model::LlamaModel;
@@ -16,20 +17,20 @@ use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::token::data::LlamaTokenData;
 
-use super::chain::{self, HostPenalty, SamplerMode};
-use super::raw::{Batch, Chain, Context};
+use super::chain::{HostPenalty, SamplerMode};
+use super::raw::Context;
 use super::shortlist::Shortlist;
-use super::{EngineConfig, KeptContext, MaybeContext};
-use crate::backend::candidate::{self, Candidate, RequestClock};
+use super::{EngineConfig, Kept, KeptContext, KvLayout};
+use crate::backend::candidate::{self, Candidate};
 use crate::backend::utf8::Utf8Stream;
 use crate::backend::worker::{Job, WorkerShared};
-use crate::backend::{FinishReason, JobEvent, Metrics};
 
 mod context;
 mod host;
+mod lane;
 
 use context::Part;
-use host::{sample_step_cpu, sample_threads};
+use host::sample_threads;
 
 /// Prefill chunk and batch size.
 pub(super) const N_BATCH: usize = 512;
@@ -72,6 +73,37 @@ struct StepTimes {
     in_graph: u32,
     /// Tokens the CPU chain sampled from a shortlist of their row instead of the whole row.
     shortlisted: u32,
+    /// Sequences moved to a lower id when one below them finished ([`compact`]).
+    moved: u32,
+}
+
+/// Moves the live sequences with the highest ids into the ids of finished ones below them, so
+/// that the live ones stay consecutive from the lowest: with a stream per sequence (split KV),
+/// llama.cpp decodes each run of consecutive ids as its own graph, and a batch with holes
+/// would cost one graph per run. A move copies the sequence's stream (at the next decode) and
+/// forgets the old one; its sampler is on the host and goes with it. Returns the moves.
+fn compact(ctx: &mut Context<'_>, seqs: &mut [Seq]) -> u32 {
+    let mut held = vec![false; seqs.len()];
+    for s in seqs.iter().filter(|s| s.live) {
+        if let Some(h) = usize::try_from(s.seq_id).ok().and_then(|i| held.get_mut(i)) {
+            *h = true;
+        }
+    }
+    let mut free = (0..held.len()).filter(|&i| !held[i]).filter_map(|i| i32::try_from(i).ok());
+    let mut live: Vec<&mut Seq> = seqs.iter_mut().filter(|s| s.live).collect();
+    live.sort_unstable_by_key(|s| std::cmp::Reverse(s.seq_id));
+    let mut moved = 0;
+    for seq in live {
+        let Some(hole) = free.next() else { break };
+        if hole > seq.seq_id {
+            break;
+        }
+        ctx.copy_kv(seq.seq_id, hole);
+        ctx.remove_kv(seq.seq_id);
+        seq.seq_id = hole;
+        moved += 1;
+    }
+    moved
 }
 
 impl EngineConfig {
@@ -79,22 +111,20 @@ impl EngineConfig {
     /// and shared with the rest of its candidates, and every decode then carries a token of
     /// every live sequence of every request. One request that cannot start (its prompt, its
     /// context) fails alone; each is cancelled on its own token.
-    pub(super) fn generate<'m>(
-        &self,
-        model: &'m LlamaModel,
-        kept: &mut MaybeContext<'m>,
-        jobs: &[Job],
-        shared: &WorkerShared,
-    ) {
+    ///
+    /// With several lanes (`--lanes`), the batch's sequences are dealt out to that many
+    /// contexts, each decoded on its own thread, so that one lane's host work (queueing its
+    /// graph, sampling its rows) overlaps another's turn on the GPU.
+    pub(super) fn generate<'m>(&self, model: &'m LlamaModel, kept: &mut Kept<'m>, jobs: &[Job], shared: &WorkerShared) {
         let started = Instant::now();
         let train = u64::from(model.n_ctx_train());
         let mut parts = Vec::with_capacity(jobs.len());
         let mut base = 0;
-        for job in jobs {
+        for (at, job) in jobs.iter().enumerate() {
             let n = job.req.n.max(1);
             match self.prompt_tokens(model, &job.req, train) {
                 Ok(tokens) => {
-                    parts.push(Part { job, tokens, base, n, clock: None, cancelled: false });
+                    parts.push(Part { job, at, tokens, base, first: 0, n, clock: None, cancelled: false });
                     base += n;
                 }
                 Err(e) => candidate::failed(&job.events, &(0..n).collect::<Vec<_>>(), &e),
@@ -104,211 +134,110 @@ impl EngineConfig {
         if parts.is_empty() {
             return;
         }
-        let fail_all = |parts: &[Part<'_>], error: &str| {
-            for p in parts.iter().filter(|p| !p.cancelled) {
-                candidate::failed(&p.job.events, &p.all(), error);
+        let lanes = deal(&parts, self.opts.lanes.clamp(1, n));
+        let shapes: Vec<_> = lanes.iter().map(|l| (self.batch_shape(l, lane_n(l), train), lane_n(l))).collect();
+        if let Err(e) = self.ensure_contexts(model, kept, &shapes, shared) {
+            // Together they do not fit under the memory limit: one at a time may.
+            if parts.len() > 1 {
+                tracing::info!(requests = parts.len(), n, "{e}; answering them one at a time");
+                for p in &parts {
+                    self.generate(model, kept, std::slice::from_ref(p.job), shared);
+                }
+            } else {
+                fail_all(&parts, &e);
             }
+            return;
+        }
+        let prefilled: Vec<Once> = jobs.iter().map(|_| Once::new()).collect();
+        let lane_count = lanes.len();
+        let run = |(i, (k, parts)): (usize, (&mut KeptContext<'m>, Vec<Part<'_>>))| {
+            let lane = Lane { index: i, of: lane_count, kv: k.kv, prefilled: &prefilled, started };
+            self.run_lane(model, &mut k.ctx, parts, &lane);
         };
-        let need: u64 = parts.iter().map(Part::need).sum();
-        let n_ctx = need.min(train.saturating_mul(u64::from(n))).next_multiple_of(256);
-        let fits = kept.as_ref().is_some_and(|k| k.n_ctx >= n_ctx && k.n_seq >= n);
-        let ctx = if let (true, Some(k)) = (fits, kept.as_mut()) {
-            // Forget every sequence's cells; the buffers stay allocated.
-            k.ctx.clear_kv();
-            &mut k.ctx
+        if lane_count == 1 {
+            kept.iter_mut().zip(lanes).enumerate().for_each(run);
         } else {
-            // Grow to cover both this batch and the largest before it, so alternating
-            // request shapes do not rebuild the context every time.
-            let (n_ctx, n) = kept.as_ref().map_or((n_ctx, n), |k| (k.n_ctx.max(n_ctx), k.n_seq.max(n)));
-            *kept = None;
-            match self.new_context(model, n_ctx, n, shared) {
-                Ok(ctx) => &mut kept.insert(KeptContext { ctx, n_ctx, n_seq: n }).ctx,
-                // Together they do not fit under the memory limit: one at a time may.
-                Err(e) if parts.len() > 1 => {
-                    tracing::info!(requests = parts.len(), n, "{e}; answering them one at a time");
-                    for p in &parts {
-                        self.generate(model, kept, std::slice::from_ref(p.job), shared);
-                    }
-                    return;
+            std::thread::scope(|scope| {
+                for job in kept.iter_mut().zip(lanes).enumerate() {
+                    scope.spawn(move || run(job));
                 }
-                Err(e) => return fail_all(&parts, &e),
-            }
-        };
-
-        // Prefill all but the last prompt token of each request on its first sequence, in
-        // chunks, asking for no output; then share those cells with its other sequences.
-        let mut batch = Batch::new(N_BATCH.max(n as usize));
-        for p in &mut parts {
-            let head = &p.tokens[..p.tokens.len() - 1];
-            for (chunk_i, chunk) in head.chunks(N_BATCH).enumerate() {
-                batch.clear();
-                for (j, tok) in chunk.iter().enumerate() {
-                    let pos = i32::try_from(chunk_i * N_BATCH + j).unwrap_or(i32::MAX);
-                    if let Err(e) = batch.add(*tok, pos, p.seq_id(0), false) {
-                        return fail_all(&parts, &format!("batch: {e}"));
-                    }
-                }
-                if let Err(status) = ctx.decode(&batch) {
-                    return fail_all(&parts, &format!("prefill: llama_decode returned {status}"));
-                }
-                if p.job.cancel.is_cancelled() {
-                    candidate::cancelled(&p.job.events, &p.all(), p.prompt_len(), started);
-                    p.cancelled = true;
-                    break;
-                }
-            }
-            for s in 1..p.n {
-                ctx.copy_kv(p.seq_id(0), p.seq_id(s));
-            }
+            });
         }
-
-        let mode = self.opts.sampler;
-        let n_vocab = model.n_vocab();
-        let mut seqs = Vec::with_capacity(n as usize);
-        let mut chains = Vec::with_capacity(n as usize);
-        for (at, p) in parts.iter().enumerate() {
-            for candidate in 0..p.n {
-                let mut steps = chain::steps(&p.job.req.sampling, candidate, n_vocab, &self.eog, mode);
-                let penalty = if mode.on_host() { HostPenalty::take(&mut steps) } else { None };
-                let shortlist = if mode == SamplerMode::Cpu { Shortlist::of(&steps, n_vocab) } else { None };
-                let sampler = match mode {
-                    SamplerMode::Cpu | SamplerMode::CpuFull => Some(chain::cpu_sampler(&steps)),
-                    // A cancelled request's sequences keep their places (ids) but get no chain.
-                    SamplerMode::Backend if p.cancelled => {
-                        chains.push(None);
-                        None
-                    }
-                    SamplerMode::Backend => match Chain::new(&steps) {
-                        Some(c) => {
-                            chains.push(Some(c));
-                            None
-                        }
-                        None => return fail_all(&parts, "llama.cpp could not build the sampler chain"),
-                    },
-                };
-                seqs.push(Seq {
-                    cand: Candidate::new(candidate),
-                    part: at,
-                    seq_id: p.seq_id(candidate),
-                    pos: i32::try_from(p.tokens.len() - 1).unwrap_or(i32::MAX),
-                    sampler,
-                    penalty,
-                    shortlist,
-                    utf8: Utf8Stream::default(),
-                    out_at: 0,
-                    next: LlamaToken::new(0),
-                    cands: Vec::new(),
-                    live: !p.cancelled,
-                });
-            }
-        }
-        // Sequences beyond this batch's lose the chains of the last one too, so that the
-        // graph carries no sampler for them.
-        let placed = ctx.attach(chains);
-        if let Some(first) = placed.first() {
-            tracing::debug!(chain = %first, n, "backend sampler chains attached");
-        }
-
-        // The first decode: each prompt's last token on every one of its sequences, each with
-        // an output.
-        batch.clear();
-        for seq in seqs.iter_mut().filter(|s| s.live) {
-            seq.out_at = i32::try_from(batch.len()).unwrap_or(0);
-            let last = *parts[seq.part].tokens.last().unwrap_or(&LlamaToken::new(0));
-            if let Err(e) = batch.add(last, seq.pos, seq.seq_id, true) {
-                return fail_all(&parts, &format!("batch: {e}"));
-            }
-        }
-        let mut piece = Vec::with_capacity(32);
-        let mut times = StepTimes::default();
-        let vocab = model.vocab();
-        while batch.len() > 0 {
-            let t = Instant::now();
-            let decoded = ctx.decode(&batch);
-            times.decode += t.elapsed();
-            if let Err(status) = decoded {
-                for seq in seqs.iter_mut().filter(|s| s.live) {
-                    seq.live = false;
-                    let error = format!("decode: llama_decode returned {status}");
-                    let _ = parts[seq.part]
-                        .job
-                        .events
-                        .blocking_send(JobEvent::Failed { candidate: seq.cand.candidate, error });
-                }
-                return;
-            }
-            let t = Instant::now();
-            ctx.synchronize();
-            times.wait += t.elapsed();
-            for p in parts.iter_mut().filter(|p| !p.cancelled) {
-                if p.clock.is_none() {
-                    // The prompt is in and every sequence's first token is ready to sample.
-                    let prefill = started.elapsed();
-                    let prompt_tokens = p.prompt_len();
-                    let _ = p.job.events.blocking_send(JobEvent::Prefilled { prompt_tokens, elapsed: prefill });
-                    let rate = Metrics::rate(prompt_tokens, prefill);
-                    p.clock = Some((RequestClock { started, prompt_tokens, prefill_tok_s: rate }, prefill));
-                }
-                p.cancelled = p.job.cancel.is_cancelled();
-            }
-            for seq in seqs.iter_mut().filter(|s| s.live && parts[s.part].cancelled) {
-                let p = &parts[seq.part];
-                let Some((clock, _)) = &p.clock else { continue };
-                seq.live = false;
-                let tail = seq.utf8.finish();
-                seq.cand.done(&tail, FinishReason::Cancelled, clock, &p.job.events);
-            }
-            if !seqs.iter().any(|s| s.live) {
-                break;
-            }
-            let t = Instant::now();
-            let sampled = match mode {
-                SamplerMode::Cpu | SamplerMode::CpuFull => sample_step_cpu(ctx, &mut seqs, &mut times),
-                SamplerMode::Backend => sample_step_backend(ctx, &mut seqs, &mut times),
-            };
-            times.sample += t.elapsed();
-            times.steps += 1;
-            times.tokens += u32::try_from(seqs.iter().filter(|s| s.live).count()).unwrap_or(0);
-            if let Err(e) = sampled {
-                for (at, p) in parts.iter().enumerate() {
-                    let owed: Vec<u32> =
-                        seqs.iter().filter(|s| s.live && s.part == at).map(|s| s.cand.candidate).collect();
-                    candidate::failed(&p.job.events, &owed, &format!("sampling: {e}"));
-                }
-                return;
-            }
-            batch.clear();
-            for seq in seqs.iter_mut().filter(|s| s.live) {
-                let p = &parts[seq.part];
-                let (sampling, events) = (&p.job.req.sampling, &p.job.events);
-                let token = seq.next;
-                let eog = vocab.is_eog(token) && !sampling.ignore_eos;
-                if !eog {
-                    piece.clear();
-                    vocab.token_to_piece_into(token, &mut piece, false, None);
-                    let text = seq.utf8.push(&piece);
-                    seq.cand.token(text, events, &p.job.cancel);
-                }
-                if let Some(finish) = seq.cand.finish_reason(eog, sampling.max_tokens) {
-                    seq.live = false;
-                    let tail = seq.utf8.finish();
-                    if let Some((clock, _)) = &p.clock {
-                        seq.cand.done(&tail, finish, clock, events);
-                    }
-                    continue;
-                }
-                seq.pos += 1;
-                seq.out_at = i32::try_from(batch.len()).unwrap_or(0);
-                if let Err(e) = batch.add(token, seq.pos, seq.seq_id, true) {
-                    seq.live = false;
-                    let _ = events.blocking_send(JobEvent::Failed { candidate: seq.cand.candidate, error: e });
-                }
-            }
-        }
-        let prompt_tokens = parts.iter().map(Part::prompt_len).sum();
-        let prefill = parts.iter().find_map(|p| p.clock.map(|c| c.1)).unwrap_or_default();
-        log_request(n, parts.len(), prompt_tokens, mode, &times, started, prefill, placed.first());
     }
+
+    /// Makes `kept` hold a context for each lane's shape, in order: a kept one that is big
+    /// enough is cleared and reused, else it is replaced by one that also covers the largest
+    /// shape before it (so that alternating request shapes do not rebuild it every time).
+    fn ensure_contexts<'m>(
+        &self,
+        model: &'m LlamaModel,
+        kept: &mut Kept<'m>,
+        shapes: &[((KvLayout, u64), u32)],
+        shared: &WorkerShared,
+    ) -> Result<(), String> {
+        for (i, &((kv, per_seq), n)) in shapes.iter().enumerate() {
+            if let Some(k) = kept.get_mut(i).filter(|k| k.kv == kv && k.per_seq >= per_seq && k.n_seq >= n) {
+                // Forget every sequence's cells; the buffers stay allocated.
+                k.ctx.clear_kv();
+                continue;
+            }
+            let old = kept.get(i).filter(|k| k.kv == kv);
+            let (per_seq, n) = old.map_or((per_seq, n), |k| (k.per_seq.max(per_seq), k.n_seq.max(n)));
+            // Free the old one first: its memory counts against the limit.
+            kept.truncate(i);
+            let ctx = self.new_context(model, (kv, per_seq), n, shared)?;
+            kept.push(KeptContext { ctx, per_seq, n_seq: n, kv });
+        }
+        let cells: u64 = kept.iter().map(|k| if k.kv == KvLayout::Split { k.per_seq * u64::from(k.n_seq) } else { k.per_seq }).sum();
+        shared.set_kv_bytes(cells * self.kv_per_token);
+        Ok(())
+    }
+}
+
+/// What a lane shares with the others of its batch.
+struct Lane<'a> {
+    index: usize,
+    of: usize,
+    kv: KvLayout,
+    /// Per request (by its index among the batch's jobs): its `Prefilled` event, sent once by
+    /// the first lane to get there, the others waiting until it is sent.
+    prefilled: &'a [Once],
+    started: Instant,
+}
+
+/// Fails every candidate of `parts` not already answered as cancelled.
+fn fail_all(parts: &[Part<'_>], error: &str) {
+    for p in parts.iter().filter(|p| !p.cancelled) {
+        candidate::failed(&p.job.events, &p.all(), error);
+    }
+}
+
+fn lane_n(parts: &[Part<'_>]) -> u32 {
+    parts.iter().map(|p| p.n).sum()
+}
+
+/// Deals the sequences of `parts` (in order: request by request, candidate by candidate) out
+/// to `lanes` lanes of nearly equal size, each a list of parts with its own sequence ids from
+/// 0; a request may span two lanes, each holding a range of its candidates.
+fn deal<'j>(parts: &[Part<'j>], lanes: u32) -> Vec<Vec<Part<'j>>> {
+    let total = lane_n(parts);
+    let mut out: Vec<Vec<Part<'j>>> = (0..lanes).map(|_| Vec::new()).collect();
+    let (mut lane, mut used) = (0, 0);
+    let size = |lane: u32| total / lanes + u32::from(lane < total % lanes);
+    for p in parts {
+        let mut first = 0;
+        while first < p.n {
+            let take = (p.n - first).min(size(lane) - used);
+            let slot = &mut out[lane as usize];
+            slot.push(Part { tokens: p.tokens.clone(), base: used, first, n: take, ..*p });
+            first += take;
+            used += take;
+            if used == size(lane) && lane + 1 < lanes {
+                (lane, used) = (lane + 1, 0);
+            }
+        }
+    }
+    out
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -317,8 +246,8 @@ fn log_request(
     requests: usize,
     prompt_tokens: u32,
     mode: SamplerMode,
+    lane: &Lane<'_>,
     t: &StepTimes,
-    started: Instant,
     prefill: Duration,
     chain: Option<&String>,
 ) {
@@ -333,6 +262,10 @@ fn log_request(
         in_graph = t.in_graph,
         shortlisted = t.shortlisted,
         sampler = mode.name(),
+        kv = lane.kv.name(),
+        lane = lane.index,
+        lanes = lane.of,
+        moved = t.moved,
         chain = chain.map_or("cpu", String::as_str),
         sample_threads = if mode.on_host() { sample_threads(n as usize) } else { 0 },
         prefill_ms = ms(prefill),
@@ -342,7 +275,7 @@ fn log_request(
         step_decode_ms = per_step(t.decode),
         step_wait_ms = per_step(t.wait),
         step_sample_ms = per_step(t.sample),
-        wall_ms = ms(started.elapsed()),
+        wall_ms = ms(lane.started.elapsed()),
         "batched generation"
     );
 }

@@ -34,6 +34,8 @@ pub(super) struct ContextParams {
     pub n_ctx: u32,
     pub n_seq: u32,
     pub n_batch: u32,
+    /// One KV stream all sequences share, or one per sequence ([`super::KvLayout`]).
+    pub unified: bool,
     /// CPU threads; 0 = llama.cpp's default.
     pub threads: i32,
 }
@@ -129,7 +131,7 @@ impl<'m> Context<'m> {
             params.n_batch = p.n_batch;
             params.n_ubatch = p.n_batch;
             params.n_seq_max = p.n_seq;
-            params.kv_unified = true;
+            params.kv_unified = p.unified;
             // Every decode asks one output per sequence: with more, llama.cpp's penalties
             // sampler declines the graph and the seeded draw becomes transactional.
             params.n_outputs_max_per_seq = 1;
@@ -177,10 +179,17 @@ impl<'m> Context<'m> {
         unsafe { sys::llama_memory_clear(sys::llama_get_memory(self.ctx.as_ptr()), true) }
     }
 
-    /// Shares sequence `src`'s cells with `dst`.
+    /// Shares sequence `src`'s cells with `dst`: in one stream by reference; across streams
+    /// (split layout) by copying `src`'s whole stream over `dst`'s at the next decode.
     pub(super) fn copy_kv(&mut self, src: i32, dst: i32) {
         // SAFETY: as above; llama.cpp bounds-checks the sequence ids.
         unsafe { sys::llama_memory_seq_cp(sys::llama_get_memory(self.ctx.as_ptr()), src, dst, -1, -1) }
+    }
+
+    /// Forgets sequence `seq`'s cells.
+    pub(super) fn remove_kv(&mut self, seq: i32) {
+        // SAFETY: as above. A whole-sequence removal always succeeds, so the result says nothing.
+        unsafe { sys::llama_memory_seq_rm(sys::llama_get_memory(self.ctx.as_ptr()), seq, -1, -1) };
     }
 
     /// Queues `batch` (llama.cpp may return before a GPU has finished); the error is

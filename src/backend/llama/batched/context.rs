@@ -1,5 +1,6 @@
 //! What a batch needs before its first decode: each request's prompt and place among the
-//! batch's sequences ([`Part`]), and a context sized for them under the memory limit.
+//! batch's sequences ([`Part`]), and a context sized for them under the memory limit, in the
+//! KV layout asked for ([`KvLayout`]).
 
 use std::time::Duration;
 
@@ -7,7 +8,7 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 
 use super::super::raw::{Context, ContextParams};
-use super::super::{EngineConfig, estimate_bytes};
+use super::super::{EngineConfig, KvLayout, estimate_bytes};
 use super::N_BATCH;
 use crate::backend::GenRequest;
 use crate::backend::candidate::RequestClock;
@@ -15,16 +16,33 @@ use crate::backend::memory::MIB;
 use crate::backend::worker::{Job, WorkerShared};
 
 impl EngineConfig {
-    /// A context for `n_ctx` cells shared by `n` sequences, refused when it would not fit
-    /// under the memory limit next to what the process already holds.
+    /// The context a batch of `parts` (`n` sequences) needs: its layout, and the cells per
+    /// sequence (all of the context's when unified, one stream's when split).
+    pub(super) fn batch_shape(&self, parts: &[Part<'_>], n: u32, train: u64) -> (KvLayout, u64) {
+        // The graph's samplers are attached per sequence id, which compaction would move
+        // ([`super::compact`]): with them the cache stays unified.
+        let kv = if self.opts.sampler.on_host() { self.opts.kv } else { KvLayout::Unified };
+        let cells = match kv {
+            KvLayout::Unified => parts.iter().map(Part::need).sum::<u64>().min(train.saturating_mul(u64::from(n))),
+            KvLayout::Split => parts.iter().map(Part::need_one).max().unwrap_or(0).min(train),
+        };
+        (kv, cells.next_multiple_of(256))
+    }
+
+    /// A context of `per_seq` cells per sequence ([`Self::batch_shape`]) for `n` sequences,
+    /// refused when it would not fit under the memory limit next to what the process holds.
     pub(super) fn new_context<'m>(
         &self,
         model: &'m LlamaModel,
-        n_ctx: u64,
+        (kv, per_seq): (KvLayout, u64),
         n: u32,
         shared: &WorkerShared,
     ) -> Result<Context<'m>, String> {
         let limits = shared.limits();
+        let n_ctx = match kv {
+            KvLayout::Unified => per_seq,
+            KvLayout::Split => per_seq * u64::from(n),
+        };
         let estimate = estimate_bytes(0, n_ctx, self.kv_per_token);
         shared.set_kv_bytes(n_ctx * self.kv_per_token);
         // In use: the RSS, or the GPU's memory when the model is offloaded (the KV goes there).
@@ -41,9 +59,11 @@ impl EngineConfig {
             n_ctx: u32::try_from(n_ctx).unwrap_or(u32::MAX),
             n_seq: n,
             n_batch: u32::try_from(N_BATCH.max(n as usize)).unwrap_or(u32::MAX),
+            unified: kv == KvLayout::Unified,
             threads: i32::try_from(self.opts.threads).unwrap_or(0),
         };
-        Context::new(model, params).map_err(|e| format!("context ({n_ctx} tokens × {n} sequences): {e}"))
+        Context::new(model, params)
+            .map_err(|e| format!("context ({n_ctx} tokens × {n} sequences, {} KV): {e}", kv.name()))
     }
 
     /// A request's prompt as tokens, refused when it is empty or longer than the model's context.
@@ -69,9 +89,13 @@ impl EngineConfig {
 /// One request of a batch: its prompt and its place among the batch's sequences.
 pub(super) struct Part<'j> {
     pub job: &'j Job,
+    /// The request's index among the batch's jobs.
+    pub at: usize,
     pub tokens: Vec<LlamaToken>,
-    /// The sequence id of its candidate 0; its candidates are `base..base + n`.
+    /// The sequence id of its first candidate here; they are `base..base + n` (in its lane).
     pub base: u32,
+    /// Which of the request's candidates are here: `first..first + n` (a lane may hold a range).
+    pub first: u32,
     pub n: u32,
     /// Set at the first step: when its candidates' clock started, and its prefill time.
     pub clock: Option<(RequestClock, Duration)>,
@@ -79,20 +103,27 @@ pub(super) struct Part<'j> {
 }
 
 impl Part<'_> {
-    pub(super) fn seq_id(&self, candidate: u32) -> i32 {
-        i32::try_from(self.base + candidate).unwrap_or(i32::MAX)
+    /// The sequence id of the `k`-th of its candidates here (candidate `first + k`).
+    pub(super) fn seq_id(&self, k: u32) -> i32 {
+        i32::try_from(self.base + k).unwrap_or(i32::MAX)
     }
 
+    /// Its candidates here.
     pub(super) fn all(&self) -> Vec<u32> {
-        (0..self.n).collect()
+        (self.first..self.first + self.n).collect()
     }
 
     pub(super) fn prompt_len(&self) -> u32 {
         u32::try_from(self.tokens.len()).unwrap_or(u32::MAX)
     }
 
-    /// KV cells: the prompt once, each candidate's answer, and a margin.
+    /// KV cells in a unified cache: the prompt once, each candidate's answer, and a margin.
     pub(super) fn need(&self) -> u64 {
         u64::from(self.prompt_len()) + u64::from(self.n) * u64::from(self.job.req.sampling.max_tokens) + 8
+    }
+
+    /// KV cells in one sequence's stream: the prompt, one answer, and a margin.
+    pub(super) fn need_one(&self) -> u64 {
+        u64::from(self.prompt_len()) + u64::from(self.job.req.sampling.max_tokens) + 8
     }
 }
