@@ -96,7 +96,9 @@ fn queued_together(backend: &WorkerBackend, reqs: Vec<(GenRequest, Option<usize>
 fn batch_lines(sampler: &str, kv: &str, requests: usize, n: u32) -> Vec<String> {
     generation_lines(sampler)
         .into_iter()
-        .filter(|l| field(l, "kv") == kv && field(l, "requests") == requests.to_string() && field(l, "n") == n.to_string())
+        .filter(|l| {
+            field(l, "kv") == kv && field(l, "requests") == requests.to_string() && field(l, "n") == n.to_string()
+        })
         .collect()
 }
 
@@ -203,7 +205,8 @@ fn sequences_moved_into_finished_streams_answer_as_before() {
 #[test]
 fn lanes_deal_a_batch_out_and_each_request_answers_as_alone() {
     let backend = engine_in(SamplerMode::Cpu, KvLayout::Split, 2);
-    let alone: Vec<String> = PROMPTS.iter().map(|p| ask(&backend, req(p, greedy(12), 1), None).texts[0].clone()).collect();
+    let alone: Vec<String> =
+        PROMPTS.iter().map(|p| ask(&backend, req(p, greedy(12), 1), None).texts[0].clone()).collect();
     let together = queued_together(&backend, three(|_| greedy(20)));
     for (i, t) in together.iter().enumerate() {
         assert!(t.failures.is_empty(), "{:?}", t.failures);

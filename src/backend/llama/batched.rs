@@ -188,7 +188,8 @@ impl EngineConfig {
             let ctx = self.new_context(model, (kv, per_seq), n, shared)?;
             kept.push(KeptContext { ctx, per_seq, n_seq: n, kv });
         }
-        let cells: u64 = kept.iter().map(|k| if k.kv == KvLayout::Split { k.per_seq * u64::from(k.n_seq) } else { k.per_seq }).sum();
+        let cells: u64 =
+            kept.iter().map(|k| if k.kv == KvLayout::Split { k.per_seq * u64::from(k.n_seq) } else { k.per_seq }).sum();
         shared.set_kv_bytes(cells * self.kv_per_token);
         Ok(())
     }

@@ -19,7 +19,13 @@ use crate::backend::{FinishReason, JobEvent, Metrics};
 
 impl EngineConfig {
     /// Runs `parts` on `ctx` (cleared, sized for them) to the end of their last candidate.
-    pub(super) fn run_lane<'m>(&self, model: &'m LlamaModel, ctx: &mut Context<'m>, mut parts: Vec<Part<'_>>, lane: &Lane<'_>) {
+    pub(super) fn run_lane<'m>(
+        &self,
+        model: &'m LlamaModel,
+        ctx: &mut Context<'m>,
+        mut parts: Vec<Part<'_>>,
+        lane: &Lane<'_>,
+    ) {
         let started = lane.started;
         let n = lane_n(&parts);
         // Prefill all but the last prompt token of each request on its first sequence, in
