@@ -342,7 +342,7 @@ fn start_openai(p: &Prepared, say: &mut dyn FnMut(&str)) -> anyhow::Result<Arc<d
 
 #[cfg(feature = "llama")]
 fn start_llama(p: &Prepared, say: &mut dyn FnMut(&str)) -> anyhow::Result<Arc<dyn Backend>> {
-    use crate::backend::llama::{KvLayout, LlamaOptions, SamplerMode, gpu_devices, spawn};
+    use crate::backend::llama::{KvLayout, LlamaOptions, SamplerMode, default_lanes, gpu_devices, spawn};
     let path = gguf_path(p, say)?;
     // What llama.cpp can offload to: a CUDA build (the `cuda` feature, or the `llama-dynamic`
     // binary run on a CUDA build of the shared libraries) lists its GPUs here.
@@ -367,12 +367,9 @@ fn start_llama(p: &Prepared, say: &mut dyn FnMut(&str)) -> anyhow::Result<Arc<dy
         crate::cli::KvArg::Auto if sampler.on_host() => KvLayout::Split,
         crate::cli::KvArg::Auto => KvLayout::Unified,
     };
-    // Two lanes beat one at N = 8 and 32 for 270M, 1B and 4B on an H200, four only for 270M
-    // (assets/bench/h200-kv-lanes.md); on a CPU the lanes would only share the same cores.
     let on_gpu = gpu_layers > 0 && !gpus.is_empty();
     let lanes = match p.lanes {
-        0 if on_gpu => 2,
-        0 => 1,
+        0 => default_lanes(on_gpu, std::fs::metadata(&path).map_or(u64::MAX, |m| m.len())),
         n => n,
     };
     let opts = LlamaOptions {

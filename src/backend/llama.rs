@@ -61,6 +61,14 @@ pub enum KvLayout {
     Split,
 }
 
+/// Lanes when none are asked for: two for a model of up to 4 GiB on a GPU, else one. On an H200
+/// two lanes beat one at N = 8 and 32 for Gemma 3 270M, 1B and 4B (Q4_K_M, up to 2.5 GB) and
+/// lost 5% for 12B and 27B, whose steps the GPU bounds (assets/bench/h200-kv-lanes.md); on a
+/// CPU the lanes would only share the same cores.
+pub fn default_lanes(on_gpu: bool, model_bytes: u64) -> u32 {
+    if on_gpu && model_bytes <= 4 << 30 { 2 } else { 1 }
+}
+
 impl KvLayout {
     pub fn name(self) -> &'static str {
         match self {
@@ -297,4 +305,16 @@ pub fn spawn(opts: LlamaOptions) -> Result<super::worker::WorkerBackend, Backend
     let model_path: &Path = &opts.path;
     tracing::info!(path = %model_path.display(), threads = opts.threads, "loading GGUF");
     super::worker::WorkerBackend::spawn("llama.cpp", limits, move || LlamaEngine::load(opts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::default_lanes;
+
+    #[test]
+    fn two_lanes_only_for_a_small_model_on_a_gpu() {
+        assert_eq!(default_lanes(true, 2_490_000_000), 2, "4B Q4_K_M");
+        assert_eq!(default_lanes(true, 7_300_000_000), 1, "12B Q4_K_M");
+        assert_eq!(default_lanes(false, 250_000_000), 1, "on the CPU");
+    }
 }

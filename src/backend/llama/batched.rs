@@ -219,7 +219,7 @@ fn lane_n(parts: &[Part<'_>]) -> u32 {
 
 /// Deals the sequences of `parts` (in order: request by request, candidate by candidate) out
 /// to `lanes` lanes of nearly equal size, each a list of parts with its own sequence ids from
-/// 0; a request may span two lanes, each holding a range of its candidates.
+/// 0; a request may span several lanes, each holding a range of its candidates.
 fn deal<'j>(parts: &[Part<'j>], lanes: u32) -> Vec<Vec<Part<'j>>> {
     let total = lane_n(parts);
     let mut out: Vec<Vec<Part<'j>>> = (0..lanes).map(|_| Vec::new()).collect();
