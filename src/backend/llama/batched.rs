@@ -1,8 +1,10 @@
-//! One request as one batch: the prompt but its last token is prefilled once on sequence 0, its
-//! KV cells are shared with sequences 1..n (`seq_cp` on a unified cache), and every decode then
-//! carries one token of each live sequence, the first being the prompt's last token, so that
-//! every sequence's first token is sampled like all the others. Each sequence has its own
-//! sampler chain and seed; finished sequences leave the batch.
+//! Requests as one batch: each prompt but its last token is prefilled once on its first
+//! sequence, its KV cells are given to its other sequences (shared in a unified cache, copied
+//! to each one's stream in a split one: [`KvLayout`]), and every decode then carries one token
+//! of each live sequence, the first being the prompt's last token, so that every sequence's
+//! first token is sampled like all the others. Each sequence has its own sampler chain and
+//! seed; finished sequences leave the batch. A batch may be dealt out to several lanes
+//! (contexts decoded on their own threads, [`lane`]).
 //!
 //! Sampling is either on the host ([`SamplerMode::Cpu`]: each output's logits row, n_vocab
 //! floats, is shortlisted and run through the CPU chain, on several threads) or in the decode
