@@ -61,14 +61,6 @@ pub enum KvLayout {
     Split,
 }
 
-/// Lanes when none are asked for: two for a model of up to 4 GiB on a GPU, else one. On an H200
-/// two lanes beat one at N = 8 and 32 for Gemma 3 270M, 1B and 4B (Q4_K_M, up to 2.5 GB) and
-/// lost 5% for 12B and 27B, whose steps the GPU bounds (assets/bench/h200-kv-lanes.md); on a
-/// CPU the lanes would only share the same cores.
-pub fn default_lanes(on_gpu: bool, model_bytes: u64) -> u32 {
-    if on_gpu && model_bytes <= 4 << 30 { 2 } else { 1 }
-}
-
 impl KvLayout {
     pub fn name(self) -> &'static str {
         match self {
@@ -76,6 +68,14 @@ impl KvLayout {
             Self::Split => "split",
         }
     }
+}
+
+/// Lanes when none are asked for: two for a model of up to 4 GiB on a GPU, else one. On an H200
+/// two lanes beat one at N = 8 and 32 for Gemma 3 270M, 1B and 4B (Q4_K_M, up to 2.5 GB) and
+/// lost 5% for 12B and 27B, whose steps the GPU bounds (assets/bench/h200-kv-lanes.md); on a
+/// CPU the lanes would only share the same cores.
+pub fn default_lanes(on_gpu: bool, model_bytes: u64) -> u32 {
+    if on_gpu && model_bytes <= 4 << 30 { 2 } else { 1 }
 }
 
 fn ggml() -> Result<&'static GgmlBackend, BackendError> {
