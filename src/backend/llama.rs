@@ -68,6 +68,15 @@ impl KvLayout {
             Self::Split => "split",
         }
     }
+
+    /// The context's cells for `n` sequences of `per_seq` cells each: all of them share one
+    /// cache when unified, each has its own stream when split.
+    fn cells(self, per_seq: u64, n: u32) -> u64 {
+        match self {
+            Self::Unified => per_seq,
+            Self::Split => per_seq * u64::from(n),
+        }
+    }
 }
 
 /// Lanes when none are asked for: two for a model of up to 4 GiB on a GPU, else one. On an H200

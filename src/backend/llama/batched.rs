@@ -85,6 +85,11 @@ struct StepTimes {
 /// would cost one graph per run. A move copies the sequence's stream (at the next decode) and
 /// forgets the old one; its sampler is on the host and goes with it. Returns the moves.
 fn compact(ctx: &mut Context<'_>, seqs: &mut [Seq]) -> u32 {
+    // Most steps nothing finished: the live ids are still 0..live, nothing to move.
+    let (live, top) = seqs.iter().filter(|s| s.live).fold((0, -1), |(n, top), s| (n + 1, top.max(s.seq_id)));
+    if top < live {
+        return 0;
+    }
     let mut held = vec![false; seqs.len()];
     for s in seqs.iter().filter(|s| s.live) {
         if let Some(h) = usize::try_from(s.seq_id).ok().and_then(|i| held.get_mut(i)) {
@@ -169,7 +174,8 @@ impl EngineConfig {
 
     /// Makes `kept` hold a context for each lane's shape, in order: a kept one that is big
     /// enough is cleared and reused, else it is replaced by one that also covers the largest
-    /// shape before it (so that alternating request shapes do not rebuild it every time).
+    /// shape before it (so that alternating request shapes do not rebuild it every time). The
+    /// memory gauge's KV is then what the kept contexts hold, whether or not all of them fitted.
     fn ensure_contexts<'m>(
         &self,
         model: &'m LlamaModel,
@@ -177,6 +183,7 @@ impl EngineConfig {
         shapes: &[((KvLayout, u64), u32)],
         shared: &WorkerShared,
     ) -> Result<(), String> {
+        let mut fitted = Ok(());
         for (i, &((kv, per_seq), n)) in shapes.iter().enumerate() {
             if let Some(k) = kept.get_mut(i).filter(|k| k.kv == kv && k.per_seq >= per_seq && k.n_seq >= n) {
                 // Forget every sequence's cells; the buffers stay allocated.
@@ -187,13 +194,17 @@ impl EngineConfig {
             let (per_seq, n) = old.map_or((per_seq, n), |k| (k.per_seq.max(per_seq), k.n_seq.max(n)));
             // Free the old one first: its memory counts against the limit.
             kept.truncate(i);
-            let ctx = self.new_context(model, (kv, per_seq), n, shared)?;
-            kept.push(KeptContext { ctx, per_seq, n_seq: n, kv });
+            match self.new_context(model, (kv, per_seq), n, shared) {
+                Ok(ctx) => kept.push(KeptContext { ctx, per_seq, n_seq: n, kv }),
+                Err(e) => {
+                    fitted = Err(e);
+                    break;
+                }
+            }
         }
-        let cells: u64 =
-            kept.iter().map(|k| if k.kv == KvLayout::Split { k.per_seq * u64::from(k.n_seq) } else { k.per_seq }).sum();
+        let cells: u64 = kept.iter().map(|k| k.kv.cells(k.per_seq, k.n_seq)).sum();
         shared.set_kv_bytes(cells * self.kv_per_token);
-        Ok(())
+        fitted
     }
 }
 

@@ -39,12 +39,8 @@ impl EngineConfig {
         shared: &WorkerShared,
     ) -> Result<Context<'m>, String> {
         let limits = shared.limits();
-        let n_ctx = match kv {
-            KvLayout::Unified => per_seq,
-            KvLayout::Split => per_seq * u64::from(n),
-        };
+        let n_ctx = kv.cells(per_seq, n);
         let estimate = estimate_bytes(0, n_ctx, self.kv_per_token);
-        shared.set_kv_bytes(n_ctx * self.kv_per_token);
         // In use: the RSS, or the GPU's memory when the model is offloaded (the KV goes there).
         let used = shared.used();
         if limits.memory_bytes > 0 && used + estimate > limits.memory_bytes {
