@@ -99,6 +99,8 @@ def describe(real: Path, out: Path) -> None:
 # The text architectures of google/gemma-3-{1b,4b,12b,27b}-it, as in scripts/mlx_random_checkpoint.py.
 # The tokenizer stays the 270M's (262144 tokens; the 4B-27B add 64 image tokens that text never uses).
 SIZES = {
+    # The 270M itself, so that its bf16 variant can be derived from its own description.
+    "270m": dict(embd=640, ffn=2048, layers=18, heads=4, kv=1, head=256, window=512, ctx=32768, scale=None),
     "1b": dict(embd=1152, ffn=6912, layers=26, heads=4, kv=1, head=256, window=512, ctx=32768, scale=None),
     "4b": dict(embd=2560, ffn=10240, layers=34, heads=8, kv=4, head=256, window=1024, ctx=131072, scale=8.0),
     "12b": dict(embd=3840, ffn=15360, layers=48, heads=16, kv=8, head=256, window=1024, ctx=131072, scale=8.0),

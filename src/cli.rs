@@ -212,7 +212,7 @@ pub struct DistillArgs {
     pub kv: KvArg,
     /// Contexts llama.cpp decodes a batch's candidates in, each on its own thread, so that one
     /// lane's host work (queueing its graph, sampling its rows) overlaps another's turn on the
-    /// GPU. 0 = auto: 2 for a model of up to 4 GiB on a GPU, else 1.
+    /// GPU. 0 = auto: on a GPU 4 for a GGUF of up to 640 MiB, 2 up to 4 GiB, else 1.
     #[arg(long, value_name = "N", env = "LEM_TUI_LANES", default_value_t = 0)]
     pub lanes: u32,
     /// Override max_tokens from the configs (lem-tui extension; 0 = use config).

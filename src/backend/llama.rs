@@ -79,12 +79,19 @@ impl KvLayout {
     }
 }
 
-/// Lanes when none are asked for: two for a model of up to 4 GiB on a GPU, else one. On an H200
-/// two lanes beat one at N = 8 and 32 for Gemma 3 270M, 1B and 4B (Q4_K_M, up to 2.5 GB) and
-/// lost 5% for 12B and 27B, whose steps the GPU bounds (assets/bench/h200-kv-lanes.md); on a
-/// CPU the lanes would only share the same cores.
+/// Lanes when none are asked for, on a GPU: four for a GGUF of up to 640 MiB, two up to 4 GiB,
+/// else one; on a CPU one, since lanes would only share the same cores. A small model's step is
+/// short on the GPU and long on the host (queueing the graph, sampling each row), so more lanes
+/// overlap more of it. On an H200 (assets/bench/h200-kv-lanes.md, h200-gemma3-270m-bound.md):
+/// Gemma 3 270M at N = 32 gained most from four (Q4_K_M and bf16, 253 and 543 MB); 1B and 4B
+/// (Q4_K_M, 0.8 and 2.5 GB) from two; 12B and 27B lost 5% with two, their steps bound by the GPU.
 pub fn default_lanes(on_gpu: bool, model_bytes: u64) -> u32 {
-    if on_gpu && model_bytes <= 4 << 30 { 2 } else { 1 }
+    match model_bytes {
+        _ if !on_gpu => 1,
+        b if b <= 640 << 20 => 4,
+        b if b <= 4 << 30 => 2,
+        _ => 1,
+    }
 }
 
 fn ggml() -> Result<&'static GgmlBackend, BackendError> {
@@ -321,7 +328,10 @@ mod tests {
     use super::default_lanes;
 
     #[test]
-    fn two_lanes_only_for_a_small_model_on_a_gpu() {
+    fn lanes_by_model_size_and_only_on_a_gpu() {
+        assert_eq!(default_lanes(true, 253_000_000), 4, "270M Q4_K_M");
+        assert_eq!(default_lanes(true, 543_000_000), 4, "270M bf16");
+        assert_eq!(default_lanes(true, 806_000_000), 2, "1B Q4_K_M");
         assert_eq!(default_lanes(true, 2_490_000_000), 2, "4B Q4_K_M");
         assert_eq!(default_lanes(true, 7_300_000_000), 1, "12B Q4_K_M");
         assert_eq!(default_lanes(false, 250_000_000), 1, "on the CPU");

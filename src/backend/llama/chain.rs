@@ -140,9 +140,9 @@ impl HostPenalty {
         c.set_logit(if l <= 0.0 { l * self.repeat } else { l / self.repeat });
     }
 
-    /// How many distinct tokens the penalty lowers: what a shortlist must make room for.
-    pub(super) fn seen(&self) -> usize {
-        self.seen.len()
+    /// The tokens the penalty lowers, each once, sorted: a shortlist keeps all of them.
+    pub(super) fn seen(&self) -> &[i32] {
+        &self.seen
     }
 
     pub(super) fn accept(&mut self, token: LlamaToken) {
@@ -251,7 +251,7 @@ mod tests {
         let mut short: Vec<LlamaTokenData> = [3, 1, 0].iter().map(|&i| cands(&row)[i]).collect();
         p.apply_sparse(&mut short);
         assert_eq!(short.iter().map(LlamaTokenData::logit).collect::<Vec<_>>(), [3.0, -1.1, 2.2 / 1.1]);
-        assert_eq!(p.seen(), 3);
+        assert_eq!(p.seen().len(), 3);
         let mut plain = steps(&Sampling { repeat_penalty: 1.0, ..lem() }, 0, 4, &[], SamplerMode::Cpu);
         assert!(HostPenalty::take(&mut plain).is_none());
     }

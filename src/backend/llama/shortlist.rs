@@ -7,11 +7,15 @@
 //! survivors, sorted, so the two agree whenever the survivors do. The bias sends the
 //! end-of-generation ids to -inf: they are left out. The penalty only ever lowers a logit
 //! (divides a positive one, multiplies a negative one by a factor above 1), and only those of
-//! the `s` tokens generated so far. So after it, at least `k` of the row's best `k + s` raw
-//! entries are untouched and still at least as high as anything outside them: the post-penalty
-//! top-k lies within the raw top `k + s`. The shortlist is that raw top `k + s`, penalised after.
+//! the tokens generated so far. So a survivor the penalty did not touch has at most `k - 1`
+//! untouched entries above it, before the penalty as after: it is among the raw top `k` of the
+//! untouched entries. The shortlist is those `k` and every touched entry, penalised after.
 //! (Entries that tie at the cut may come out in another order than a sort of the whole row puts
 //! them in; a real model's logits rarely tie there.)
+//!
+//! An earlier shortlist took the raw top `k + s` for `s` touched tokens, which also holds every
+//! survivor; but `s` grows with the answer (256 distinct tokens by its end, for random weights),
+//! and the pass over the row slows with how many entries it keeps.
 
 use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::token::data::LlamaTokenData;
@@ -66,12 +70,12 @@ impl Shortlist {
         Some(Self { keep: keep?, skip, n_vocab: usize::try_from(n_vocab).ok()? })
     }
 
-    /// Fills `out` with the best `keep + extra` entries of `row` (unordered; the skipped ids
-    /// left out), where `extra` is how many tokens the repeat penalty will lower. Returns false,
-    /// leaving `out` alone, when that is not much less than the whole row.
-    pub(super) fn fill(&self, row: &[f32], extra: usize, out: &mut Vec<LlamaTokenData>) -> bool {
-        let want = self.keep + extra;
-        if row.len() != self.n_vocab || want.saturating_mul(8) > row.len() {
+    /// Fills `out` with the best `keep` entries of `row` outside `touched`, then every entry in
+    /// `touched` (the ids the repeat penalty will lower, sorted); the skipped ids left out, in no
+    /// order. Returns false, leaving `out` alone, when that is not much less than the whole row.
+    pub(super) fn fill(&self, row: &[f32], touched: &[i32], out: &mut Vec<LlamaTokenData>) -> bool {
+        let want = self.keep;
+        if row.len() != self.n_vocab || (want + touched.len()).saturating_mul(8) > row.len() {
             return false;
         }
         out.clear();
@@ -88,7 +92,7 @@ impl Shortlist {
                     continue;
                 }
                 let id = i32::try_from(b * BLOCK + j).unwrap_or(i32::MAX);
-                if self.skip.binary_search(&id).is_ok() {
+                if self.skip.binary_search(&id).is_ok() || touched.binary_search(&id).is_ok() {
                     continue;
                 }
                 out.push(LlamaTokenData::new(LlamaToken::new(id), x, 0.0));
@@ -102,7 +106,17 @@ impl Shortlist {
         }
         // Fewer than asked for: NaN logits (a broken model or random weights), which only the
         // whole row's chain knows what to do with.
-        out.len() >= want.min(row.len().saturating_sub(self.skip.len()))
+        let untouched = row.len().saturating_sub(self.skip.len() + touched.len());
+        if out.len() < want.min(untouched) {
+            return false;
+        }
+        for &id in touched {
+            let x = usize::try_from(id).ok().and_then(|i| row.get(i)).copied().unwrap_or(f32::NAN);
+            if !x.is_nan() && self.skip.binary_search(&id).is_err() {
+                out.push(LlamaTokenData::new(LlamaToken::new(id), x, 0.0));
+            }
+        }
+        true
     }
 }
 
@@ -142,15 +156,49 @@ mod tests {
             .collect()
     }
 
+    /// The chain's survivors from the whole row: the penalty on `touched`, then the best `k`.
+    fn survivors(row: &[f32], k: usize, skip: &[i32], touched: &[i32], repeat: f32) -> Vec<i32> {
+        let lowered: Vec<f32> = (0..)
+            .zip(row)
+            .map(|(i, &l)| if touched.contains(&i) { if l <= 0.0 { l * repeat } else { l / repeat } } else { l })
+            .collect();
+        by_sort(&lowered, k, skip)
+    }
+
     #[test]
-    fn it_keeps_what_a_sort_of_the_whole_row_keeps() {
+    fn it_keeps_the_best_untouched_entries_and_every_touched_one() {
         let list = Shortlist { keep: 40, skip: vec![1, 106], n_vocab: 20_000 };
         for salt in 0..4 {
             let r = row(20_000, salt);
-            for extra in [0, 3, 256] {
+            let best = by_sort(&r, 300, &[1, 106]);
+            // None touched; the leaders touched; some of the rest touched; a skipped id touched.
+            let mut some: Vec<i32> = best.iter().copied().step_by(7).chain([5, 19_999, 106]).collect();
+            some.sort_unstable();
+            some.dedup();
+            for touched in [vec![], best[..30].to_vec(), some] {
                 let mut out = Vec::new();
-                assert!(list.fill(&r, extra, &mut out));
-                assert_eq!(ids(&out), by_sort(&r, 40 + extra, &[1, 106]), "salt {salt} extra {extra}");
+                assert!(list.fill(&r, &touched, &mut out));
+                let untouched: Vec<i32> = [1, 106].iter().chain(&touched).copied().collect();
+                let mut want = by_sort(&r, 40, &untouched);
+                want.extend(touched.iter().filter(|&&t| t != 106 && t != 1));
+                want.sort_unstable();
+                assert_eq!(ids(&out), want, "salt {salt} touched {}", touched.len());
+                // And the chain's top-k over the shortlist is the whole row's.
+                for repeat in [1.1, 1.5, 30.0] {
+                    let mut short = out.clone();
+                    for c in &mut short {
+                        if touched.binary_search(&c.id().0).is_ok() {
+                            let l = c.logit();
+                            c.set_logit(if l <= 0.0 { l * repeat } else { l / repeat });
+                        }
+                    }
+                    let short_row: Vec<(i32, f32)> = short.iter().map(|c| (c.id().0, c.logit())).collect();
+                    let mut top: Vec<(i32, f32)> = short_row.clone();
+                    top.sort_by(|a, b| b.1.total_cmp(&a.1));
+                    let mut top: Vec<i32> = top.into_iter().take(40).map(|(i, _)| i).collect();
+                    top.sort_unstable();
+                    assert_eq!(top, survivors(&r, 40, &[1, 106], &touched, repeat), "salt {salt} repeat {repeat}");
+                }
             }
         }
     }
@@ -161,17 +209,19 @@ mod tests {
         let rising: Vec<f32> = (0..10_000).map(|i| i as f32).collect();
         let list = Shortlist { keep: 5, skip: vec![9_999], n_vocab: 10_000 };
         let mut out = Vec::new();
-        assert!(list.fill(&rising, 2, &mut out));
-        assert_eq!(ids(&out), (9_992..9_999).collect::<Vec<_>>());
+        assert!(list.fill(&rising, &[9_990, 9_997], &mut out));
+        // The best 5 untouched (9,999 skipped), then the two touched ones.
+        assert_eq!(ids(&out), [9_990, 9_993, 9_994, 9_995, 9_996, 9_997, 9_998]);
     }
 
     #[test]
     fn small_rows_and_wide_cuts_use_the_whole_row() {
         let list = Shortlist { keep: 40, skip: vec![], n_vocab: 1000 };
         let mut out = vec![LlamaTokenData::new(LlamaToken::new(7), 1.0, 0.0)];
-        assert!(!list.fill(&row(1000, 0), 200, &mut out), "240 of 1000 is not worth a shortlist");
+        let touched: Vec<i32> = (0..200).collect();
+        assert!(!list.fill(&row(1000, 0), &touched, &mut out), "240 of 1000 is not worth a shortlist");
         assert_eq!(out.len(), 1, "left alone");
-        assert!(!list.fill(&row(999, 0), 0, &mut out), "a row of another width");
+        assert!(!list.fill(&row(999, 0), &[], &mut out), "a row of another width");
     }
 
     #[test]
@@ -180,10 +230,11 @@ mod tests {
         // decides what to do with them, as it did before the shortlist.
         let list = Shortlist { keep: 40, skip: vec![], n_vocab: 10_000 };
         let mut out = Vec::new();
-        assert!(!list.fill(&vec![f32::NAN; 10_000], 0, &mut out));
+        assert!(!list.fill(&vec![f32::NAN; 10_000], &[], &mut out));
         let mut few = vec![f32::NAN; 10_000];
         few[..10].copy_from_slice(&[1.0; 10]);
-        assert!(!list.fill(&few, 0, &mut out), "10 numbers for a top-40");
+        assert!(!list.fill(&few, &[], &mut out), "10 numbers for a top-40");
+        assert!(!list.fill(&few, &[3, 4], &mut out), "8 untouched numbers for a top-40");
     }
 
     #[test]

@@ -37,10 +37,10 @@ fn sample_logits(
     buf: &mut Vec<LlamaTokenData>,
 ) -> (LlamaToken, bool) {
     let mut cands = std::mem::take(buf);
-    let extra = penalty.as_ref().map_or(0, |p| p.seen());
+    let touched = penalty.as_ref().map_or(&[][..], |p| p.seen());
     // The penalty is the chain's step after the end-of-generation bias; the bias only ever adds
     // -inf, which the penalty keeps, so applying it first gives the same logits.
-    let shortlisted = shortlist.is_some_and(|s| s.fill(logits, extra, &mut cands));
+    let shortlisted = shortlist.is_some_and(|s| s.fill(logits, touched, &mut cands));
     if shortlisted {
         if let Some(p) = &penalty {
             p.apply_sparse(&mut cands);
